@@ -1,0 +1,5 @@
+//! The `aopsfs` command line.
+
+fn main() {
+    println!("aopsfs: command line under construction");
+}

@@ -1,0 +1,206 @@
+//! Models mm/truncate.c and vmtruncate: cutting a file's page cache back to
+//! a new size, in two passes, zeroing the partial last page.
+
+use std::sync::atomic::Ordering;
+
+use crate::engine::Engine;
+use crate::errno::Errno;
+use crate::error::VfsError;
+use crate::fs::aops::AopOp;
+use crate::fs::contract::{ContractViolation, Rule};
+use crate::mm::address_space::AddressSpace;
+use crate::mm::page::{PAGE_SIZE, PageRef};
+use crate::trace::TraceEvent;
+
+const PAGEVEC_SIZE: usize = 14;
+
+impl Engine {
+    /// Models vmtruncate (do_truncate with i_mutex): set i_size, drop the
+    /// cached pages past it, zero the partial last page, then tell the
+    /// filesystem (i_op->truncate) so it frees storage.
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<(), VfsError> {
+        let mapping = self.mapping(ino)?;
+        if size > self.config.max_file_size {
+            return Err(Errno::Efbig.into());
+        }
+        let _i_mutex = mapping.lock_inode();
+        let old = mapping.size();
+        mapping.set_size(size);
+        if size < old {
+            self.emit(TraceEvent::Truncate { ino, size });
+            self.truncate_inode_pages(&mapping, size);
+        }
+        self.call_truncate(&mapping)
+    }
+
+    /// i_op->truncate through the engine's statistics; a fault is EIO.
+    pub(crate) fn call_truncate(&self, mapping: &AddressSpace) -> Result<(), VfsError> {
+        if !self.features.truncate {
+            return Ok(());
+        }
+        let inode = mapping.info();
+        let ret = self.aops.truncate(inode);
+        let kind = match &ret {
+            Ok(Ok(())) => Some(crate::fs::aops::ResultKind::Ok),
+            Ok(Err(_)) => Some(crate::fs::aops::ResultKind::Error),
+            Err(_) => None,
+        };
+        self.stats().count_aop(AopOp::Truncate, kind);
+        match ret {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errno)) => Err(errno.into()),
+            Err(fault) => Err(self.record_violation(ContractViolation {
+                op: AopOp::Truncate,
+                ino: inode.ino,
+                index: 0,
+                returned: fault.kind.to_string(),
+                rule: Rule::PluginFault,
+                detail: fault.message,
+            })),
+        }
+    }
+
+    /// Models truncate_inode_pages: remove every page wholly past `lstart`
+    /// and zero the tail of the partial page.
+    ///
+    /// Pass one skips pages that are locked or under writeback; pass two
+    /// sleeps on each page lock and waits for writeback, and repeats until
+    /// no page past the new end remains.
+    pub fn truncate_inode_pages(&self, mapping: &AddressSpace, lstart: u64) {
+        let partial = (lstart & (PAGE_SIZE as u64 - 1)) as usize;
+        let start = lstart.div_ceil(PAGE_SIZE as u64);
+
+        // Pass one: the easy pages.
+        let mut next = start;
+        loop {
+            let pages = mapping.lookup_from(next, PAGEVEC_SIZE);
+            let Some(last) = pages.last() else { break };
+            next = last.index() + 1;
+            for page in pages {
+                if !page.trylock() {
+                    continue;
+                }
+                if page.is_writeback() {
+                    page.unlock();
+                    continue;
+                }
+                self.truncate_complete_page(mapping, &page);
+                page.unlock();
+            }
+        }
+
+        if partial > 0
+            && let Some(page) = self.find_lock_page(mapping, start - 1)
+        {
+            page.wait_on_writeback();
+            self.truncate_partial_page(mapping, &page, partial);
+            page.unlock();
+        }
+
+        // Pass two: wait for everything else.
+        loop {
+            let pages = mapping.lookup_from(start, PAGEVEC_SIZE);
+            if pages.is_empty() {
+                break;
+            }
+            for page in pages {
+                page.lock();
+                page.wait_on_writeback();
+                self.truncate_complete_page(mapping, &page);
+                page.unlock();
+            }
+        }
+        assert!(
+            mapping.lookup_from(start, 1).iter().all(|p| p.index() < start),
+            "truncate_inode_pages left a page at or past {start}"
+        );
+    }
+
+    /// Models truncate_complete_page: take a locked page out of the cache.
+    /// The page leaves the tree before it loses PG_uptodate, so a reader
+    /// never sees a mapped page that was uptodate turn not-uptodate.
+    pub(crate) fn truncate_complete_page(&self, mapping: &AddressSpace, page: &PageRef) {
+        if page.mapping_id() != mapping.id() {
+            return;
+        }
+        if page.has_private() {
+            self.do_invalidatepage(mapping, page, 0);
+        }
+        page.clear_dirty();
+        if let Some(cache_ref) = mapping.remove_from_page_cache(page) {
+            self.page_removed(cache_ref);
+        }
+        page.clear_uptodate();
+    }
+
+    /// Models truncate_partial_page: zero the page past the new end.
+    fn truncate_partial_page(&self, mapping: &AddressSpace, page: &PageRef, partial: usize) {
+        page.zero_range(partial, PAGE_SIZE - partial);
+        if page.has_private() {
+            self.do_invalidatepage(mapping, page, partial as u32);
+        }
+    }
+
+    /// Models do_invalidatepage: ->invalidatepage, or the default (drop the
+    /// private flag). The page is locked and stays locked.
+    fn do_invalidatepage(&self, mapping: &AddressSpace, page: &PageRef, offset: u32) {
+        if !self.features.invalidatepage {
+            if offset == 0 {
+                page.set_private(false);
+            }
+            return;
+        }
+        let seq = page.lock_seq();
+        let inode = mapping.info();
+        let ret = self.aops.invalidatepage(inode, page, offset);
+        self.stats().count_aop(AopOp::Invalidatepage, ret.as_ref().ok().map(|_| crate::fs::aops::ResultKind::Ok));
+        let violation = match ret {
+            Err(fault) => Some((fault.kind.to_string(), Rule::PluginFault, fault.message)),
+            Ok(()) if page.lock_seq() != seq => Some(("ok".to_owned(), Rule::PageStaysLocked, String::new())),
+            Ok(()) => None,
+        };
+        if let Some((returned, rule, detail)) = violation {
+            self.record_violation(ContractViolation { op: AopOp::Invalidatepage, ino: inode.ino, index: page.index(), returned, rule, detail });
+            // The truncate must go on holding the lock it believes it holds.
+            if !page.is_locked() || page.lock_seq() != seq {
+                page.lock();
+            }
+        }
+        if offset == 0 {
+            page.set_private(false);
+        }
+    }
+
+    /// Models invalidate_mapping_pages (drop_caches): free every clean,
+    /// unlocked, unreferenced page of every inode. Returns pages freed.
+    pub fn drop_caches(&self) -> usize {
+        let mut freed = 0;
+        for ino in self.inos() {
+            let Ok(mapping) = self.mapping(ino) else { continue };
+            let mut next = 0;
+            loop {
+                let pages = mapping.lookup_from(next, PAGEVEC_SIZE);
+                let Some(last) = pages.last() else { break };
+                next = last.index() + 1;
+                for page in pages {
+                    if !page.trylock() {
+                        continue;
+                    }
+                    if page.has_private() && !self.try_to_release_page(&mapping, &page) {
+                        page.unlock();
+                        continue;
+                    }
+                    // Expected references: the cache's and our lookup's.
+                    if let Some(cache_ref) = mapping.remove_mapping(&page, 2) {
+                        self.page_removed(cache_ref);
+                        page.clear_uptodate();
+                        freed += 1;
+                    }
+                    page.unlock();
+                }
+            }
+        }
+        self.stats().reclaimed.fetch_add(freed as u64, Ordering::Relaxed);
+        freed
+    }
+}
