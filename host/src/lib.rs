@@ -10,6 +10,8 @@ pub mod errno;
 pub mod error;
 pub mod fs;
 pub mod mm;
+pub mod plugin;
+pub mod services;
 pub mod stats;
 pub mod trace;
 
