@@ -115,6 +115,11 @@ impl Engine {
         self.nr_pages.load(Ordering::Relaxed)
     }
 
+    /// Pages on the (inactive, active) LRU lists.
+    pub fn lru_sizes(&self) -> (usize, usize) {
+        self.lru.sizes()
+    }
+
     /// Dirty pages in the page cache now (NR_FILE_DIRTY).
     pub fn nr_dirty(&self) -> u64 {
         self.shared.nr_dirty.load(Ordering::Relaxed).max(0) as u64
@@ -210,7 +215,7 @@ impl Engine {
     }
 
     /// Models find_lock_page: look up and lock a page still in the mapping.
-    pub(crate) fn find_lock_page(&self, mapping: &AddressSpace, index: u64) -> Option<PageRef> {
+    pub fn find_lock_page(&self, mapping: &AddressSpace, index: u64) -> Option<PageRef> {
         loop {
             let page = mapping.find_get_page(index)?;
             page.lock();
@@ -222,15 +227,15 @@ impl Engine {
     }
 
     /// Models __grab_cache_page: the locked page at `index`, allocated and
-    /// inserted if it is not cached.
-    pub(crate) fn grab_cache_page(&self, mapping: &AddressSpace, index: u64) -> PageRef {
+    /// inserted if it is not cached (then the flag is true).
+    pub(crate) fn grab_cache_page(&self, mapping: &AddressSpace, index: u64) -> (PageRef, bool) {
         loop {
             if let Some(page) = self.find_lock_page(mapping, index) {
-                return page;
+                return (page, false);
             }
             let page = self.page_cache_alloc(mapping, index);
             if self.add_to_page_cache_lru(mapping, &page).is_ok() {
-                return page;
+                return (page, true);
             }
         }
     }

@@ -94,8 +94,8 @@ impl Engine {
             if index > end_index {
                 break;
             }
-            let page = match self.read_loop_find_page(mapping, index, last_index - index, &mut budget) {
-                Ok(Some(page)) => page,
+            let (page, fresh) = match self.read_loop_find_page(mapping, index, last_index - index, &mut budget) {
+                Ok(Some(found)) => found,
                 Ok(None) => continue,
                 Err(e) => {
                     error = Some(e);
@@ -115,7 +115,10 @@ impl Engine {
                 }
             }
             let nr = (nr - offset).min(buf.len() - copied);
-            self.mark_page_accessed(&page);
+            if !fresh {
+                // The access that brought the page in was its first.
+                self.mark_page_accessed(&page);
+            }
             page.read_at(offset, &mut buf[copied..copied + nr]);
             drop(page);
             copied += nr;
@@ -130,14 +133,15 @@ impl Engine {
     }
 
     /// The find_page / page_not_up_to_date / no_cached_page part of the read
-    /// loop: an uptodate page, or `None` to look up again.
+    /// loop: an uptodate page (and whether this call allocated it), or `None`
+    /// to look up again.
     fn read_loop_find_page(
         &self,
         mapping: &AddressSpace,
         index: u64,
         req_pages: u64,
         budget: &mut crate::engine::RetryBudget<'_>,
-    ) -> Result<Option<PageRef>, VfsError> {
+    ) -> Result<Option<(PageRef, bool)>, VfsError> {
         let page = match mapping.find_get_page(index) {
             Some(page) => {
                 if page.test(PageFlag::Readahead) {
@@ -155,7 +159,7 @@ impl Engine {
         };
         if page.is_uptodate() {
             self.count_hit();
-            return Ok(Some(page));
+            return Ok(Some((page, false)));
         }
         // page_not_up_to_date
         self.count_miss();
@@ -169,10 +173,10 @@ impl Engine {
         }
         if page.is_uptodate() {
             page.unlock();
-            return Ok(Some(page));
+            return Ok(Some((page, false)));
         }
         match self.read_loop_readpage(mapping, &page, budget)? {
-            Filled::Uptodate => Ok(Some(page)),
+            Filled::Uptodate => Ok(Some((page, false))),
             Filled::Retry => Ok(None),
         }
     }
@@ -184,14 +188,14 @@ impl Engine {
         mapping: &AddressSpace,
         index: u64,
         budget: &mut crate::engine::RetryBudget<'_>,
-    ) -> Result<Option<PageRef>, VfsError> {
+    ) -> Result<Option<(PageRef, bool)>, VfsError> {
         self.count_miss();
         let page = self.page_cache_alloc(mapping, index);
         if self.add_to_page_cache_lru(mapping, &page).is_err() {
             return Ok(None);
         }
         match self.read_loop_readpage(mapping, &page, budget)? {
-            Filled::Uptodate => Ok(Some(page)),
+            Filled::Uptodate => Ok(Some((page, true))),
             Filled::Retry => Ok(None),
         }
     }
@@ -365,7 +369,7 @@ impl Engine {
             let bytes = (PAGE_SIZE - offset).min(data.len() - written);
             let (from, to) = (offset as u32, (offset + bytes) as u32);
             budget.at(index);
-            let page = self.grab_cache_page(mapping, index);
+            let (page, fresh) = self.grab_cache_page(mapping, index);
             let prepared = self.call_page_aop(AopOp::PrepareWrite, mapping, &page, |aops, inode, page| {
                 aops.prepare_write(inode, page, from, to)
             });
@@ -432,7 +436,9 @@ impl Engine {
             }
             written += bytes;
             page.unlock();
-            self.mark_page_accessed(&page);
+            if !fresh {
+                self.mark_page_accessed(&page);
+            }
         }
         match status {
             Err(e) if written == 0 => Err(e),

@@ -157,7 +157,7 @@ impl Engine {
     ///
     /// On writepage-activate the page is still locked: clear PG_reclaim and
     /// report Activate; the caller unlocks.
-    pub(crate) fn pageout(&self, mapping: &AddressSpace, page: &PageRef) -> Pageout {
+    pub fn pageout(&self, mapping: &AddressSpace, page: &PageRef) -> Pageout {
         // is_page_cache_freeable: only the cache and the scanner hold it.
         if page.count() != 2 {
             return Pageout::Keep;
