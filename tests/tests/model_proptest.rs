@@ -158,7 +158,7 @@ proptest! {
         for op in [AopOp::Readpage, AopOp::PrepareWrite, AopOp::CommitWrite] {
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let hook: Hook = Arc::new(move |inner, inode, page| {
-                if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every == 0 {
+                if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(every) {
                     page.unlock();
                     return Ok(AopResult::TruncatedPage);
                 }
