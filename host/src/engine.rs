@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::VfsError;
-use crate::fs::aops::{AddressSpaceOperations, AopOp, AopResult, AopReturn, Features, InodeInfo, SyncMode, WritebackControl};
+use crate::fs::aops::{
+    AddressSpaceOperations, AopOp, AopResult, AopReturn, Features, InodeInfo, SyncMode,
+    WritebackControl,
+};
 use crate::fs::contract::{self, ContractViolation};
 use crate::mm::address_space::{AddressSpace, PageExists};
 use crate::mm::filemap::Caller;
@@ -76,7 +79,10 @@ impl Engine {
     pub fn new(aops: Arc<dyn AddressSpaceOperations>, config: EngineConfig) -> Arc<Engine> {
         assert!(config.max_retries > 0, "max_retries must be positive");
         assert!(config.reclaim_batch > 0, "reclaim_batch must be positive");
-        let shared = Arc::new(PageShared { observer: config.observer.clone(), ..Default::default() });
+        let shared = Arc::new(PageShared {
+            observer: config.observer.clone(),
+            ..Default::default()
+        });
         Arc::new(Engine {
             features: aops.features(),
             aops,
@@ -133,19 +139,31 @@ impl Engine {
             return Arc::clone(mapping);
         }
         let mut inodes = self.inodes.write();
-        Arc::clone(inodes.entry(ino).or_insert_with(|| Arc::new(AddressSpace::new(ino, 0))))
+        Arc::clone(
+            inodes
+                .entry(ino)
+                .or_insert_with(|| Arc::new(AddressSpace::new(ino, 0))),
+        )
     }
 
     /// Make an inode known with a given size (a file that already exists in
     /// the backing store, e.g. after remount).
     pub fn open_with_size(&self, ino: u64, size: u64) -> Arc<AddressSpace> {
         let mut inodes = self.inodes.write();
-        Arc::clone(inodes.entry(ino).or_insert_with(|| Arc::new(AddressSpace::new(ino, size))))
+        Arc::clone(
+            inodes
+                .entry(ino)
+                .or_insert_with(|| Arc::new(AddressSpace::new(ino, size))),
+        )
     }
 
     /// The mapping of an existing inode.
     pub fn mapping(&self, ino: u64) -> Result<Arc<AddressSpace>, VfsError> {
-        self.inodes.read().get(&ino).cloned().ok_or(VfsError::NoInode(ino))
+        self.inodes
+            .read()
+            .get(&ino)
+            .cloned()
+            .ok_or(VfsError::NoInode(ino))
     }
 
     /// Every inode number, sorted.
@@ -193,7 +211,11 @@ impl Engine {
 
     /// Models add_to_page_cache_lru: insert a new locked page and put it on
     /// the inactive list.
-    pub(crate) fn add_to_page_cache_lru(&self, mapping: &AddressSpace, page: &PageRef) -> Result<(), PageExists> {
+    pub(crate) fn add_to_page_cache_lru(
+        &self,
+        mapping: &AddressSpace,
+        page: &PageRef,
+    ) -> Result<(), PageExists> {
         mapping.add_to_page_cache(page)?;
         self.nr_pages.fetch_add(1, Ordering::Relaxed);
         self.lru.lru_cache_add(page);
@@ -247,7 +269,10 @@ impl Engine {
         if !page.test(Active) && page.test(Referenced) && page.test(Lru) {
             if self.lru.activate_page(page, page.arc()) {
                 self.stats.activations.fetch_add(1, Ordering::Relaxed);
-                self.emit(TraceEvent::Activate { ino: page.ino(), index: page.index() });
+                self.emit(TraceEvent::Activate {
+                    ino: page.ino(),
+                    index: page.index(),
+                });
             }
             page.test_and_clear(Referenced);
         } else if !page.test(Referenced) {
@@ -267,17 +292,34 @@ impl Engine {
         page: &Page,
         call: impl FnOnce(&dyn AddressSpaceOperations, InodeInfo, &Page) -> AopReturn,
     ) -> Result<AopResult, VfsError> {
-        assert!(page.is_locked(), "{op} called on an unlocked page {}:{}", page.ino(), page.index());
+        assert!(
+            page.is_locked(),
+            "{op} called on an unlocked page {}:{}",
+            page.ino(),
+            page.index()
+        );
         let inode = mapping.info();
         let seq = page.lock_seq();
-        self.emit(TraceEvent::AopBegin { op, ino: inode.ino, index: page.index() });
+        self.emit(TraceEvent::AopBegin {
+            op,
+            ino: inode.ino,
+            index: page.index(),
+        });
         let ret = call(self.aops.as_ref(), inode, page);
         let result = ret.as_ref().ok().copied();
-        self.emit(TraceEvent::AopEnd { op, ino: inode.ino, index: page.index(), result });
+        self.emit(TraceEvent::AopEnd {
+            op,
+            ino: inode.ino,
+            index: page.index(),
+            result,
+        });
         self.stats.count_aop(op, result.map(AopResult::kind));
         match contract::check(op, inode, page, seq, ret) {
             Ok(result) => {
-                if op == AopOp::Writepage && matches!(result, AopResult::Ok | AopResult::Error(_)) && page.is_writeback() {
+                if op == AopOp::Writepage
+                    && matches!(result, AopResult::Ok | AopResult::Error(_))
+                    && page.is_writeback()
+                {
                     // Synchronous plugins: the I/O is complete when writepage
                     // returns; end the writeback the callee started.
                     page.end_writeback();
@@ -292,20 +334,35 @@ impl Engine {
     }
 
     /// ->readpage through the checker.
-    pub(crate) fn call_readpage(&self, mapping: &AddressSpace, page: &Page) -> Result<AopResult, VfsError> {
-        self.call_page_aop(AopOp::Readpage, mapping, page, |aops, inode, page| aops.readpage(inode, page))
+    pub(crate) fn call_readpage(
+        &self,
+        mapping: &AddressSpace,
+        page: &Page,
+    ) -> Result<AopResult, VfsError> {
+        self.call_page_aop(AopOp::Readpage, mapping, page, |aops, inode, page| {
+            aops.readpage(inode, page)
+        })
     }
 
     /// ->writepage through the checker, with `clear_page_dirty_for_io`
     /// already done by the caller.
-    pub(crate) fn call_writepage(&self, mapping: &AddressSpace, page: &Page, wbc: WritebackControl) -> Result<AopResult, VfsError> {
-        let result = self.call_page_aop(AopOp::Writepage, mapping, page, |aops, inode, page| aops.writepage(inode, page, wbc))?;
+    pub(crate) fn call_writepage(
+        &self,
+        mapping: &AddressSpace,
+        page: &Page,
+        wbc: WritebackControl,
+    ) -> Result<AopResult, VfsError> {
+        let result = self.call_page_aop(AopOp::Writepage, mapping, page, |aops, inode, page| {
+            aops.writepage(inode, page, wbc)
+        })?;
         match result {
             AopResult::Ok => {
                 self.stats.written_back.fetch_add(1, Ordering::Relaxed);
             }
             AopResult::WritepageActivate => {
-                self.stats.writepage_activations.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .writepage_activations
+                    .fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -314,7 +371,9 @@ impl Engine {
 
     /// Record a violation: count it, keep it for the report, log it.
     pub(crate) fn record_violation(&self, violation: ContractViolation) -> VfsError {
-        self.stats.contract_violations.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .contract_violations
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = self.aops.name(), "{violation}");
         let mut log = self.violations.lock();
         if log.len() < VIOLATION_LOG_CAP {
@@ -325,7 +384,10 @@ impl Engine {
 
     /// A default writeback control for data-integrity writeback.
     pub(crate) fn wbc_sync_all() -> WritebackControl {
-        WritebackControl { sync_mode: SyncMode::All, for_reclaim: false }
+        WritebackControl {
+            sync_mode: SyncMode::All,
+            for_reclaim: false,
+        }
     }
 
     // ---- tracing -------------------------------------------------------------
@@ -336,13 +398,22 @@ impl Engine {
 
     fn emit_counters(&self) {
         if self.shared.observer.is_some() {
-            self.emit(TraceEvent::Counters { cached: self.nr_pages() as u64, dirty: self.nr_dirty() });
+            self.emit(TraceEvent::Counters {
+                cached: self.nr_pages() as u64,
+                dirty: self.nr_dirty(),
+            });
         }
     }
 
     /// A retry budget for one caller on one page.
     pub(crate) fn retry_budget(&self, caller: Caller, ino: u64) -> RetryBudget<'_> {
-        RetryBudget { engine: self, caller, ino, index: u64::MAX, retries: 0 }
+        RetryBudget {
+            engine: self,
+            caller,
+            ino,
+            index: u64::MAX,
+            retries: 0,
+        }
     }
 }
 
@@ -372,7 +443,11 @@ impl RetryBudget<'_> {
         self.retries += 1;
         let engine = self.engine;
         engine.stats.count_retry(self.caller);
-        engine.emit(TraceEvent::Retry { caller: self.caller, ino: self.ino, index: self.index });
+        engine.emit(TraceEvent::Retry {
+            caller: self.caller,
+            ino: self.ino,
+            index: self.index,
+        });
         if self.retries > engine.config.max_retries {
             engine.stats.livelocks.fetch_add(1, Ordering::Relaxed);
             let error = VfsError::Livelock {

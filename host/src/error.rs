@@ -17,12 +17,24 @@ pub enum VfsError {
     Contract(#[from] ContractViolation),
     /// A retry loop gave up: the plugin returned `truncated-page` (or the
     /// page vanished) more times in a row than the configured bound.
-    #[error("livelock: {caller} retried inode {ino} page {index} {retries} times without progress (bound {bound})")]
-    Livelock { caller: Caller, ino: u64, index: u64, retries: u32, bound: u32 },
+    #[error(
+        "livelock: {caller} retried inode {ino} page {index} {retries} times without progress (bound {bound})"
+    )]
+    Livelock {
+        caller: Caller,
+        ino: u64,
+        index: u64,
+        retries: u32,
+        bound: u32,
+    },
     /// A fault could not map the page (past EOF, or readpage failed twice):
     /// the kernel's NOPAGE_SIGBUS.
     #[error("SIGBUS: fault on inode {ino} page {pgoff}: {reason}")]
-    Sigbus { ino: u64, pgoff: u64, reason: &'static str },
+    Sigbus {
+        ino: u64,
+        pgoff: u64,
+        reason: &'static str,
+    },
     /// No inode with this number exists.
     #[error("no inode {0}")]
     NoInode(u64),

@@ -85,7 +85,10 @@ impl Stats {
             aop_calls.insert(op.name().to_owned(), by_kind);
             aop_faults.insert(op.name().to_owned(), load(&self.aop_faults[op as usize]));
         }
-        let retries = Caller::ALL.iter().map(|c| (c.name().to_owned(), self.retries(*c))).collect();
+        let retries = Caller::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), self.retries(*c)))
+            .collect();
         StatsSnapshot {
             cache_hits: load(&self.cache_hits),
             cache_misses: load(&self.cache_misses),
@@ -128,6 +131,10 @@ pub struct StatsSnapshot {
 impl StatsSnapshot {
     /// Calls of `op` that returned `kind` (by report names).
     pub fn calls(&self, op: AopOp, kind: ResultKind) -> u64 {
-        self.aop_calls.get(op.name()).and_then(|m| m.get(kind.name())).copied().unwrap_or(0)
+        self.aop_calls
+            .get(op.name())
+            .and_then(|m| m.get(kind.name()))
+            .copied()
+            .unwrap_or(0)
     }
 }

@@ -33,11 +33,20 @@ pub enum TraceEvent {
     /// truncate_inode_pages began: i_size is now `size`.
     Truncate { ino: u64, size: u64 },
     /// A caller is starting over after `truncated-page` or a vanished page.
-    Retry { caller: Caller, ino: u64, index: u64 },
+    Retry {
+        caller: Caller,
+        ino: u64,
+        index: u64,
+    },
     /// An address-space operation is about to be called.
     AopBegin { op: AopOp, ino: u64, index: u64 },
     /// An address-space operation returned (`None`: it faulted).
-    AopEnd { op: AopOp, ino: u64, index: u64, result: Option<AopResult> },
+    AopEnd {
+        op: AopOp,
+        ino: u64,
+        index: u64,
+        result: Option<AopResult>,
+    },
     /// Page counts after a change: cached pages and dirty pages.
     Counters { cached: u64, dirty: u64 },
 }

@@ -47,11 +47,18 @@ fn read_loop_stops_on_error_returning_bytes_read_so_far() {
     script.push(ScriptRule::always(AopOp::Readpage, error(Errno::Eio)).on(INO, 1));
 
     // Page 0 reads fine, page 1 fails: a short read of what was read.
-    assert_eq!(read(&engine, INO, 0, 2 * PAGE_SIZE).unwrap(), data[..PAGE_SIZE]);
+    assert_eq!(
+        read(&engine, INO, 0, 2 * PAGE_SIZE).unwrap(),
+        data[..PAGE_SIZE]
+    );
     // Starting at the failing page: the error itself.
     let err = read(&engine, INO, PAGE_SIZE as u64, PAGE_SIZE).unwrap_err();
     assert_eq!(err, VfsError::Errno(Errno::Eio));
-    let page = engine.mapping(INO).unwrap().find_get_page(1).expect("page 1 stays cached");
+    let page = engine
+        .mapping(INO)
+        .unwrap()
+        .find_get_page(1)
+        .expect("page 1 stays cached");
     assert!(!page.is_uptodate() && !page.is_locked());
     drop(page);
     assert_page_baseline(&engine, INO, 1);
@@ -77,25 +84,57 @@ fn read_loop_relocks_and_retries_when_truncate_wins_after_readpage() {
     script.push(ScriptRule::times(AopOp::Readpage, 1, Action::Call(hook)).on(INO, 0));
 
     assert_eq!(read(&engine, INO, 0, 100).unwrap(), new);
-    assert_eq!(engine.stats().retries(Caller::ReadLoop), 1, "the reader must notice the truncation and look up again");
-    assert_eq!(engine.stats().contract_violations.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        engine.stats().retries(Caller::ReadLoop),
+        1,
+        "the reader must notice the truncation and look up again"
+    );
+    assert_eq!(
+        engine
+            .stats()
+            .contract_violations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
 #[test]
 fn read_loop_livelock_is_reported_after_the_bound() {
     let scripted = aopsfs::fs::scripted::ScriptedAops::new();
-    let engine = Engine::new(scripted.clone(), EngineConfig { ra_pages: 0, max_retries: 25, ..EngineConfig::default() });
+    let engine = Engine::new(
+        scripted.clone(),
+        EngineConfig {
+            ra_pages: 0,
+            max_retries: 25,
+            ..EngineConfig::default()
+        },
+    );
     write_sync_and_evict(&engine, INO, 0, &pattern(5, 10));
     scripted.push(ScriptRule::always(AopOp::Readpage, truncated()));
 
     let err = read(&engine, INO, 0, 10).unwrap_err();
     assert!(
-        matches!(err, VfsError::Livelock { caller: Caller::ReadLoop, ino: INO, index: 0, retries: 25, bound: 25 }),
+        matches!(
+            err,
+            VfsError::Livelock {
+                caller: Caller::ReadLoop,
+                ino: INO,
+                index: 0,
+                retries: 25,
+                bound: 25
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.errno(), Errno::Eio);
-    assert_eq!(engine.stats().livelocks.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        engine
+            .stats()
+            .livelocks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -118,11 +157,19 @@ fn page_cache_read_retries_on_truncated_page() {
     let (script, engine) = scripted_engine();
     let data = pattern(6, PAGE_SIZE);
     write_sync_and_evict(&engine, INO, 0, &data);
-    script.push(ScriptRule::times(AopOp::Readpage, 2, truncate_away(&engine)));
+    script.push(ScriptRule::times(
+        AopOp::Readpage,
+        2,
+        truncate_away(&engine),
+    ));
     let mapping = engine.mapping(INO).unwrap();
 
     engine.page_cache_read(&mapping, 0).unwrap();
-    assert_eq!(engine.stats().retries(Caller::PageCacheRead), 2, "allocate, insert, readpage again each time");
+    assert_eq!(
+        engine.stats().retries(Caller::PageCacheRead),
+        2,
+        "allocate, insert, readpage again each time"
+    );
     let page = mapping.find_get_page(0).expect("page cached");
     assert!(page.is_uptodate());
     assert_eq!(page.snapshot(), data);
@@ -141,7 +188,11 @@ fn page_cache_read_retry_that_finds_the_page_cached_leaves_it_to_the_fault_path(
 
     assert_eq!(engine.fault(INO, 0).unwrap(), data);
     assert_eq!(engine.stats().retries(Caller::PageCacheRead), 1);
-    assert_eq!(script.count(AopOp::Readpage, AopResult::Ok), 1, "the fault path read the not-uptodate page");
+    assert_eq!(
+        script.count(AopOp::Readpage, AopResult::Ok),
+        1,
+        "the fault path read the not-uptodate page"
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -151,8 +202,14 @@ fn page_cache_read_losing_the_insert_race_counts_as_success() {
     write_sync_and_evict(&engine, INO, 0, &pattern(7, 10));
     read(&engine, INO, 0, 10).unwrap();
     let calls = script.calls().len();
-    engine.page_cache_read(&engine.mapping(INO).unwrap(), 0).unwrap();
-    assert_eq!(script.calls().len(), calls, "a page already cached is not read again");
+    engine
+        .page_cache_read(&engine.mapping(INO).unwrap(), 0)
+        .unwrap();
+    assert_eq!(
+        script.calls().len(),
+        calls,
+        "a page already cached is not read again"
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -161,7 +218,9 @@ fn page_cache_read_returns_other_errors() {
     let (script, engine) = scripted_engine();
     write_sync_and_evict(&engine, INO, 0, &pattern(8, 10));
     script.push(ScriptRule::always(AopOp::Readpage, error(Errno::Enomem)));
-    let err = engine.page_cache_read(&engine.mapping(INO).unwrap(), 0).unwrap_err();
+    let err = engine
+        .page_cache_read(&engine.mapping(INO).unwrap(), 0)
+        .unwrap_err();
     assert_eq!(err, VfsError::Errno(Errno::Enomem));
     assert_page_baseline(&engine, INO, 0);
 }
@@ -187,7 +246,10 @@ fn fault_retries_on_truncated_page() {
 
     let page = engine.fault(INO, 0).unwrap();
     assert_eq!(&page[..500], &data[..]);
-    assert!(page[500..].iter().all(|&b| b == 0), "bytes past EOF map as zero");
+    assert!(
+        page[500..].iter().all(|&b| b == 0),
+        "bytes past EOF map as zero"
+    );
     assert_eq!(engine.stats().retries(Caller::Fault), 1);
     assert_page_baseline(&engine, INO, 0);
 }
@@ -206,7 +268,11 @@ fn fault_clears_error_and_retries_readpage_once_then_succeeds() {
     script.push(ScriptRule::times(AopOp::Readpage, 1, Action::Call(hook)));
 
     assert_eq!(engine.fault(INO, 0).unwrap(), data);
-    assert_eq!(*saw_error_bit.lock(), Some(false), "PG_error is cleared before the second readpage");
+    assert_eq!(
+        *saw_error_bit.lock(),
+        Some(false),
+        "PG_error is cleared before the second readpage"
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -217,8 +283,22 @@ fn fault_gives_sigbus_after_two_failed_readpages() {
     script.push(ScriptRule::always(AopOp::Readpage, error(Errno::Eio)));
 
     let err = engine.fault(INO, 0).unwrap_err();
-    assert!(matches!(err, VfsError::Sigbus { ino: INO, pgoff: 0, .. }), "{err:?}");
-    assert_eq!(script.calls().len() - before, 2, "exactly one retry of readpage");
+    assert!(
+        matches!(
+            err,
+            VfsError::Sigbus {
+                ino: INO,
+                pgoff: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        script.calls().len() - before,
+        2,
+        "exactly one retry of readpage"
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -226,7 +306,10 @@ fn fault_gives_sigbus_after_two_failed_readpages() {
 fn fault_past_end_of_file_is_sigbus() {
     let (_script, engine) = scripted_engine();
     write_sync_and_evict(&engine, INO, 0, &pattern(12, PAGE_SIZE));
-    assert!(matches!(engine.fault(INO, 1), Err(VfsError::Sigbus { pgoff: 1, .. })));
+    assert!(matches!(
+        engine.fault(INO, 1),
+        Err(VfsError::Sigbus { pgoff: 1, .. })
+    ));
 }
 
 // ---- generic_file_buffered_write ---------------------------------------------
@@ -266,7 +349,11 @@ fn buffered_write_recopies_after_commit_truncated() {
 
     assert_eq!(engine.write(INO, 10, &data).unwrap(), 300);
     let page = engine.mapping(INO).unwrap().find_get_page(0).unwrap();
-    assert_ne!(page.generation(), generations.lock()[0], "the data was copied again into a new page");
+    assert_ne!(
+        page.generation(),
+        generations.lock()[0],
+        "the data was copied again into a new page"
+    );
     drop(page);
     assert_eq!(engine.stats().retries(Caller::BufferedWrite), 1);
     assert_eq!(script.count(AopOp::CommitWrite, AopResult::Ok), 1);
@@ -286,10 +373,21 @@ fn buffered_write_prepare_error_unlocks_and_trims_past_isize() {
     // Pages 0 and 1 are written; page 2 fails: a short write.
     assert_eq!(engine.write(INO, 0, &data).unwrap(), 2 * PAGE_SIZE);
     assert_eq!(engine.size(INO).unwrap(), 2 * PAGE_SIZE as u64);
-    assert!(engine.mapping(INO).unwrap().find_get_page(2).is_none(), "the page instantiated past i_size is truncated away");
+    assert!(
+        engine.mapping(INO).unwrap().find_get_page(2).is_none(),
+        "the page instantiated past i_size is truncated away"
+    );
     // The failing page alone: the error.
-    assert_eq!(engine.write(INO, 2 * PAGE_SIZE as u64, &data[..10]).unwrap_err(), VfsError::Errno(Errno::Enospc));
-    assert_eq!(read(&engine, INO, 0, 3 * PAGE_SIZE).unwrap(), data[..2 * PAGE_SIZE]);
+    assert_eq!(
+        engine
+            .write(INO, 2 * PAGE_SIZE as u64, &data[..10])
+            .unwrap_err(),
+        VfsError::Errno(Errno::Enospc)
+    );
+    assert_eq!(
+        read(&engine, INO, 0, 3 * PAGE_SIZE).unwrap(),
+        data[..2 * PAGE_SIZE]
+    );
     assert_all_pages_baseline(&engine);
 }
 
@@ -300,19 +398,43 @@ fn buffered_write_commit_error_stops_with_the_error() {
     script.push(ScriptRule::always(AopOp::CommitWrite, error(Errno::Eio)).on(INO, 1));
     let data = pattern(16, 2 * PAGE_SIZE);
     assert_eq!(engine.write(INO, 0, &data).unwrap(), PAGE_SIZE);
-    assert_eq!(engine.write(INO, PAGE_SIZE as u64, &data[..5]).unwrap_err(), VfsError::Errno(Errno::Eio));
-    assert_eq!(engine.size(INO).unwrap(), PAGE_SIZE as u64, "a failed commit does not extend i_size");
+    assert_eq!(
+        engine.write(INO, PAGE_SIZE as u64, &data[..5]).unwrap_err(),
+        VfsError::Errno(Errno::Eio)
+    );
+    assert_eq!(
+        engine.size(INO).unwrap(),
+        PAGE_SIZE as u64,
+        "a failed commit does not extend i_size"
+    );
     assert_all_pages_baseline(&engine);
 }
 
 #[test]
 fn buffered_write_livelock_is_reported_after_the_bound() {
     let scripted = aopsfs::fs::scripted::ScriptedAops::new();
-    let engine = Engine::new(scripted.clone(), EngineConfig { ra_pages: 0, max_retries: 10, ..EngineConfig::default() });
+    let engine = Engine::new(
+        scripted.clone(),
+        EngineConfig {
+            ra_pages: 0,
+            max_retries: 10,
+            ..EngineConfig::default()
+        },
+    );
     engine.open(INO);
     scripted.push(ScriptRule::always(AopOp::CommitWrite, truncated()));
     let err = engine.write(INO, 0, b"x").unwrap_err();
-    assert!(matches!(err, VfsError::Livelock { caller: Caller::BufferedWrite, retries: 10, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            VfsError::Livelock {
+                caller: Caller::BufferedWrite,
+                retries: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_all_pages_baseline(&engine);
 }
 
@@ -328,9 +450,15 @@ fn pageout_activates_on_writepage_activate() {
     assert!(page.trylock());
 
     assert_eq!(engine.pageout(&mapping, &page), Pageout::Activate);
-    assert!(page.is_locked(), "writepage-activate returns with the page still locked");
+    assert!(
+        page.is_locked(),
+        "writepage-activate returns with the page still locked"
+    );
     assert!(page.is_dirty(), "and dirty again");
-    assert!(!page.test(aopsfs::mm::page::PageFlag::Reclaim), "pageout clears PG_reclaim");
+    assert!(
+        !page.test(aopsfs::mm::page::PageFlag::Reclaim),
+        "pageout clears PG_reclaim"
+    );
     page.unlock();
     drop(page);
     assert_page_baseline(&engine, INO, 0);
@@ -338,15 +466,34 @@ fn pageout_activates_on_writepage_activate() {
 
 #[test]
 fn reclaim_activates_pages_whose_writepage_activates() {
-    let engine = Engine::new(native_ramfs(), EngineConfig { ra_pages: 0, ..EngineConfig::default() });
+    let engine = Engine::new(
+        native_ramfs(),
+        EngineConfig {
+            ra_pages: 0,
+            ..EngineConfig::default()
+        },
+    );
     engine.open(INO);
     let data = pattern(18, 8 * PAGE_SIZE);
     engine.write(INO, 0, &data).unwrap();
-    assert_eq!(engine.try_to_free_pages(8), 0, "ramfs pages cannot be freed");
-    let activated = engine.stats().aop_calls(AopOp::Writepage, ResultKind::WritepageActivate);
-    assert!(activated >= 8 && activated % 8 == 0, "every page went through pageout: {activated}");
+    assert_eq!(
+        engine.try_to_free_pages(8),
+        0,
+        "ramfs pages cannot be freed"
+    );
+    let activated = engine
+        .stats()
+        .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate);
+    assert!(
+        activated >= 8 && activated % 8 == 0,
+        "every page went through pageout: {activated}"
+    );
     let (inactive, active) = engine.lru_sizes();
-    assert_eq!((inactive, active), (0, 8), "every page moved to the active list");
+    assert_eq!(
+        (inactive, active),
+        (0, 8),
+        "every page moved to the active list"
+    );
     assert_eq!(read(&engine, INO, 0, 8 * PAGE_SIZE).unwrap(), data);
     assert_all_pages_baseline(&engine);
 }
@@ -366,7 +513,11 @@ fn reclaim_writes_dirty_pages_and_frees_clean_unreferenced_ones() {
     }
     assert_eq!(freed, 3);
     assert_eq!(engine.nr_pages(), 1);
-    assert_eq!(store.page(INO, 0), data[..PAGE_SIZE], "pageout wrote the dirty page before freeing it");
+    assert_eq!(
+        store.page(INO, 0),
+        data[..PAGE_SIZE],
+        "pageout wrote the dirty page before freeing it"
+    );
     drop(pinned);
     assert_eq!(read(&engine, INO, 0, 4 * PAGE_SIZE).unwrap(), data);
 }
@@ -383,7 +534,10 @@ fn pageout_error_is_reported_by_the_next_fsync() {
     assert_eq!(engine.pageout(&mapping, &page), Pageout::Success);
     assert!(!page.is_locked());
     drop(page);
-    assert_eq!(engine.fsync(INO).unwrap_err(), VfsError::Errno(Errno::Enospc));
+    assert_eq!(
+        engine.fsync(INO).unwrap_err(),
+        VfsError::Errno(Errno::Enospc)
+    );
     assert_eq!(engine.fsync(INO), Ok(()), "the error is reported once");
 }
 
@@ -396,7 +550,13 @@ fn mapping_writeback_treats_activate_as_not_an_error() {
     engine.write(INO, 0, &pattern(21, 5 * PAGE_SIZE)).unwrap();
 
     assert_eq!(engine.writeback(INO, aopsfs::SyncMode::None), Ok(()));
-    assert_eq!(engine.stats().aop_calls(AopOp::Writepage, ResultKind::WritepageActivate), 5, "went on with every page");
+    assert_eq!(
+        engine
+            .stats()
+            .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate),
+        5,
+        "went on with every page"
+    );
     assert_eq!(engine.fsync(INO), Ok(()), "no error was recorded for fsync");
     for index in 0..5 {
         let page = engine.mapping(INO).unwrap().find_get_page(index).unwrap();
@@ -415,9 +575,20 @@ fn mapping_writeback_records_errors_and_continues() {
     engine.write(INO, 0, &data).unwrap();
     script.push(ScriptRule::always(AopOp::Writepage, error(Errno::Eio)).on(INO, 1));
 
-    assert_eq!(engine.writeback(INO, aopsfs::SyncMode::All).unwrap_err(), VfsError::Errno(Errno::Eio));
-    assert_eq!(script.count(AopOp::Writepage, AopResult::Ok), 2, "pages 0 and 2 were written anyway");
-    assert_eq!(engine.fsync(INO).unwrap_err(), VfsError::Errno(Errno::Eio), "recorded for the next fsync");
+    assert_eq!(
+        engine.writeback(INO, aopsfs::SyncMode::All).unwrap_err(),
+        VfsError::Errno(Errno::Eio)
+    );
+    assert_eq!(
+        script.count(AopOp::Writepage, AopResult::Ok),
+        2,
+        "pages 0 and 2 were written anyway"
+    );
+    assert_eq!(
+        engine.fsync(INO).unwrap_err(),
+        VfsError::Errno(Errno::Eio),
+        "recorded for the next fsync"
+    );
     assert_all_pages_baseline(&engine);
 }
 
@@ -431,7 +602,11 @@ fn write_one_page_unlocks_on_activate() {
     let mapping = engine.mapping(INO).unwrap();
     let page = engine.find_lock_page(&mapping, 0).unwrap();
 
-    assert_eq!(engine.write_one_page(&mapping, &page, true), Ok(()), "activate is not an error and not a positive value");
+    assert_eq!(
+        engine.write_one_page(&mapping, &page, true),
+        Ok(()),
+        "activate is not an error and not a positive value"
+    );
     assert!(!page.is_locked(), "the page lock must not leak");
     assert!(page.is_dirty());
     drop(page);
@@ -444,7 +619,10 @@ fn write_one_page_returns_writepage_errors() {
     engine.open(INO);
     engine.write(INO, 0, &pattern(24, 10)).unwrap();
     script.push(ScriptRule::times(AopOp::Writepage, 1, error(Errno::Enospc)));
-    assert_eq!(engine.write_page(INO, 0).unwrap_err(), VfsError::Errno(Errno::Enospc));
+    assert_eq!(
+        engine.write_page(INO, 0).unwrap_err(),
+        VfsError::Errno(Errno::Enospc)
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -457,7 +635,14 @@ fn write_one_page_writes_a_dirty_page() {
     engine.write(INO, 0, &data).unwrap();
     assert_eq!(engine.write_page(INO, 0), Ok(()));
     assert_eq!(store.page(INO, 0), data);
-    assert!(!engine.mapping(INO).unwrap().find_get_page(0).unwrap().is_dirty());
+    assert!(
+        !engine
+            .mapping(INO)
+            .unwrap()
+            .find_get_page(0)
+            .unwrap()
+            .is_dirty()
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -484,7 +669,10 @@ fn read_cache_page_returns_errors() {
     let (script, engine) = scripted_engine();
     write_sync_and_evict(&engine, INO, 0, &pattern(27, 10));
     script.push(ScriptRule::always(AopOp::Readpage, error(Errno::Eio)));
-    assert_eq!(engine.read_cache_page(INO, 0).unwrap_err(), VfsError::Errno(Errno::Eio));
+    assert_eq!(
+        engine.read_cache_page(INO, 0).unwrap_err(),
+        VfsError::Errno(Errno::Eio)
+    );
     assert_page_baseline(&engine, INO, 0);
 }
 
@@ -520,7 +708,10 @@ fn raw(result: AopResult) -> Action {
 #[test]
 fn rule_readpage_ok_unlocks() {
     let (v, _) = violation_of(AopOp::Readpage, raw(AopResult::Ok));
-    assert_eq!((v.rule, v.op, v.ino, v.index), (Rule::ReadpageOkUnlocks, AopOp::Readpage, INO, 0));
+    assert_eq!(
+        (v.rule, v.op, v.ino, v.index),
+        (Rule::ReadpageOkUnlocks, AopOp::Readpage, INO, 0)
+    );
 }
 
 #[test]
@@ -562,7 +753,10 @@ fn rule_truncated_page_unlocks() {
 fn rule_result_allowed() {
     let (v, _) = violation_of(AopOp::Readpage, raw(AopResult::WritepageActivate));
     assert_eq!(v.rule, Rule::ResultAllowed);
-    assert!(v.to_string().contains("readpage") && v.to_string().contains("writepage-activate"), "{v}");
+    assert!(
+        v.to_string().contains("readpage") && v.to_string().contains("writepage-activate"),
+        "{v}"
+    );
     let (v, _) = violation_of(AopOp::Writepage, Action::Return(AopResult::TruncatedPage));
     assert_eq!(v.rule, Rule::ResultAllowed);
 }
@@ -592,7 +786,10 @@ fn rule_writepage_unlocks_and_failed_writepage_loses_no_data() {
     let (v, engine) = violation_of(AopOp::Writepage, raw(AopResult::Ok));
     assert_eq!(v.rule, Rule::WritepageUnlocks);
     let page = engine.mapping(INO).unwrap().find_get_page(0).unwrap();
-    assert!(page.is_dirty(), "the page is dirty again so its data is not lost");
+    assert!(
+        page.is_dirty(),
+        "the page is dirty again so its data is not lost"
+    );
     drop(page);
     assert_eq!(engine.fsync(INO), Ok(()), "the next writeback writes it");
     engine.drop_caches();
@@ -618,7 +815,10 @@ fn rule_writepage_activate_redirties() {
 
 #[test]
 fn rule_plugin_fault() {
-    let fault = aopsfs::AopFault { kind: aopsfs::FaultKind::Trap, message: "wasm trap: unreachable".into() };
+    let fault = aopsfs::AopFault {
+        kind: aopsfs::FaultKind::Trap,
+        message: "wasm trap: unreachable".into(),
+    };
     let (v, _) = violation_of(AopOp::Readpage, Action::Fault(fault));
     assert_eq!(v.rule, Rule::PluginFault);
     assert!(v.to_string().contains("unreachable"), "{v}");
@@ -635,9 +835,15 @@ fn truncate_zeroes_the_partial_page_and_drops_pages_past_eof() {
 
     engine.truncate(INO, PAGE_SIZE as u64 + 100).unwrap();
     let mapping = engine.mapping(INO).unwrap();
-    assert!(mapping.find_get_page(2).is_none(), "the page wholly past EOF is gone");
+    assert!(
+        mapping.find_get_page(2).is_none(),
+        "the page wholly past EOF is gone"
+    );
     let partial = mapping.find_get_page(1).unwrap();
-    assert!(partial.snapshot()[100..].iter().all(|&b| b == 0), "the partial page is zeroed past EOF");
+    assert!(
+        partial.snapshot()[100..].iter().all(|&b| b == 0),
+        "the partial page is zeroed past EOF"
+    );
     drop(partial);
     engine.truncate(INO, 3 * PAGE_SIZE as u64).unwrap();
     let mut expected = data[..PAGE_SIZE + 100].to_vec();
@@ -659,10 +865,16 @@ fn truncate_waits_for_a_locked_page_in_its_second_pass() {
     };
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!truncater.is_finished(), "pass two sleeps on the page lock");
-    assert!(mapping.find_get_page(0).is_none(), "pass one already removed the unlocked page");
+    assert!(
+        mapping.find_get_page(0).is_none(),
+        "pass one already removed the unlocked page"
+    );
     held.unlock();
     truncater.join().unwrap().unwrap();
-    assert!(!held.is_mapped(), "the page was removed once its lock was free");
+    assert!(
+        !held.is_mapped(),
+        "the page was removed once its lock was free"
+    );
     assert_eq!(engine.nr_pages(), 0);
 }
 
@@ -671,7 +883,13 @@ fn truncate_waits_for_a_locked_page_in_its_second_pass() {
 #[test]
 fn readahead_reads_a_window_on_a_miss_and_the_marker_starts_the_next() {
     let (store, aops) = native_memstore();
-    let engine = Engine::new(aops, EngineConfig { ra_pages: 32, ..EngineConfig::default() });
+    let engine = Engine::new(
+        aops,
+        EngineConfig {
+            ra_pages: 32,
+            ..EngineConfig::default()
+        },
+    );
     write_sync_and_evict(&engine, INO, 0, &pattern(31, 64 * PAGE_SIZE));
     drop(store);
     let mapping = engine.mapping(INO).unwrap();
@@ -679,7 +897,12 @@ fn readahead_reads_a_window_on_a_miss_and_the_marker_starts_the_next() {
     read(&engine, INO, 0, PAGE_SIZE).unwrap();
     // First window for a one-page request: 4 pages, marker at page 1.
     assert_eq!(mapping.nrpages(), 4);
-    assert!(mapping.find_get_page(1).unwrap().test(aopsfs::mm::page::PageFlag::Readahead));
+    assert!(
+        mapping
+            .find_get_page(1)
+            .unwrap()
+            .test(aopsfs::mm::page::PageFlag::Readahead)
+    );
     read(&engine, INO, PAGE_SIZE as u64, PAGE_SIZE).unwrap();
     // Hitting the marker submitted the next window (8 pages from page 4).
     assert_eq!(mapping.nrpages(), 12);
@@ -690,7 +913,13 @@ fn readahead_reads_a_window_on_a_miss_and_the_marker_starts_the_next() {
 fn readahead_failure_is_not_fatal() {
     let (script, engine) = {
         let scripted = aopsfs::fs::scripted::ScriptedAops::new();
-        let engine = Engine::new(scripted.clone(), EngineConfig { ra_pages: 32, ..EngineConfig::default() });
+        let engine = Engine::new(
+            scripted.clone(),
+            EngineConfig {
+                ra_pages: 32,
+                ..EngineConfig::default()
+            },
+        );
         (scripted, engine)
     };
     let data = pattern(32, 8 * PAGE_SIZE);
@@ -698,6 +927,9 @@ fn readahead_failure_is_not_fatal() {
     // Readahead's readpage of page 2 fails once; the reader reads it later.
     script.push(ScriptRule::times(AopOp::Readpage, 1, error(Errno::Eio)).on(INO, 2));
     assert_eq!(read(&engine, INO, 0, 8 * PAGE_SIZE).unwrap(), data);
-    assert_eq!(script.count(AopOp::Readpage, AopResult::Error(Errno::Eio)), 1);
+    assert_eq!(
+        script.count(AopOp::Readpage, AopResult::Error(Errno::Eio)),
+        1
+    );
     assert_all_pages_baseline(&engine);
 }

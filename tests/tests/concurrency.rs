@@ -48,7 +48,10 @@ struct VersionedFile {
 impl VersionedFile {
     fn new() -> Self {
         VersionedFile {
-            history: Mutex::new(History { base: 0, versions: vec![Arc::new(Vec::new())] }),
+            history: Mutex::new(History {
+                base: 0,
+                versions: vec![Arc::new(Vec::new())],
+            }),
             started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
         }
@@ -72,23 +75,34 @@ fn check_read(versions: &[Arc<Vec<u8>>], pos: u64, len: usize, got: &[u8]) -> Re
     // must still be backed by versions chunk by chunk.
     let longest = versions.iter().map(|v| v.len()).max().unwrap_or(0);
     if !ends_ok && pos as usize + got.len() > longest {
-        return Err(format!("read of {len} at {pos} returned {} bytes; no version is that long", got.len()));
+        return Err(format!(
+            "read of {len} at {pos} returned {} bytes; no version is that long",
+            got.len()
+        ));
     }
     let mut offset = 0usize;
     while offset < got.len() {
         let abs = pos as usize + offset;
         let chunk_end = ((abs / PAGE_SIZE + 1) * PAGE_SIZE).min(pos as usize + got.len());
         let chunk = &got[offset..chunk_end - pos as usize];
-        let matches = versions.iter().any(|v| v.len() >= chunk_end && &v[abs..chunk_end] == chunk);
+        let matches = versions
+            .iter()
+            .any(|v| v.len() >= chunk_end && &v[abs..chunk_end] == chunk);
         if !matches {
-            return Err(format!("bytes {abs}..{chunk_end} match no version between the read's start and end"));
+            return Err(format!(
+                "bytes {abs}..{chunk_end} match no version between the read's start and end"
+            ));
         }
         offset = chunk_end - pos as usize;
     }
     Ok(())
 }
 
-fn check_fault(versions: &[Arc<Vec<u8>>], pgoff: u64, got: &Result<Vec<u8>, VfsError>) -> Result<(), String> {
+fn check_fault(
+    versions: &[Arc<Vec<u8>>],
+    pgoff: u64,
+    got: &Result<Vec<u8>, VfsError>,
+) -> Result<(), String> {
     let start = pgoff as usize * PAGE_SIZE;
     let ok = versions.iter().any(|v| match got {
         Err(VfsError::Sigbus { .. }) => start >= v.len(),
@@ -101,25 +115,51 @@ fn check_fault(versions: &[Arc<Vec<u8>>], pgoff: u64, got: &Result<Vec<u8>, VfsE
             page[..end - start] == v[start..end] && page[end - start..].iter().all(|&b| b == 0)
         }
     });
-    if ok { Ok(()) } else { Err(format!("fault on page {pgoff} matches no version")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("fault on page {pgoff} matches no version"))
+    }
 }
 
 /// Run `threads` workers for `ops` operations each on `aops` and check
 /// every read; returns the engine for further assertions.
-fn run_model_threads(aops: Arc<dyn AddressSpaceOperations>, threads: usize, ops: usize, seed: u64) -> Arc<Engine> {
-    let engine = Engine::new(aops, EngineConfig { memory_limit_pages: Some(16), ra_pages: 8, ..EngineConfig::default() });
-    let files: Arc<Vec<VersionedFile>> = Arc::new((0..FILES).map(|_| VersionedFile::new()).collect());
+fn run_model_threads(
+    aops: Arc<dyn AddressSpaceOperations>,
+    threads: usize,
+    ops: usize,
+    seed: u64,
+) -> Arc<Engine> {
+    let engine = Engine::new(
+        aops,
+        EngineConfig {
+            memory_limit_pages: Some(16),
+            ra_pages: 8,
+            ..EngineConfig::default()
+        },
+    );
+    let files: Arc<Vec<VersionedFile>> =
+        Arc::new((0..FILES).map(|_| VersionedFile::new()).collect());
     for ino in 0..FILES {
         engine.open(ino);
     }
     // The oldest version each reader may still check against, per file.
-    let reader_floor: Arc<Vec<Vec<AtomicU64>>> =
-        Arc::new((0..threads).map(|_| (0..FILES).map(|_| AtomicU64::new(u64::MAX)).collect()).collect());
+    let reader_floor: Arc<Vec<Vec<AtomicU64>>> = Arc::new(
+        (0..threads)
+            .map(|_| (0..FILES).map(|_| AtomicU64::new(u64::MAX)).collect())
+            .collect(),
+    );
     let failed = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (engine, files, floor, failed, done) = (engine.clone(), files.clone(), reader_floor.clone(), failed.clone(), done.clone());
+            let (engine, files, floor, failed, done) = (
+                engine.clone(),
+                files.clone(),
+                reader_floor.clone(),
+                failed.clone(),
+                done.clone(),
+            );
             thread::spawn(move || {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + t as u64);
                 for op in 0..ops {
@@ -131,7 +171,8 @@ fn run_model_threads(aops: Arc<dyn AddressSpaceOperations>, threads: usize, ops:
                     match rng.random_range(0..100) {
                         0..=29 => {
                             let pos = rng.random_range(0..MAX_SIZE - 1);
-                            let len = rng.random_range(1..=(3 * PAGE_SIZE).min((MAX_SIZE - pos) as usize));
+                            let len = rng
+                                .random_range(1..=(3 * PAGE_SIZE).min((MAX_SIZE - pos) as usize));
                             let data = pattern(seed ^ (t * 1_000_000 + op) as u64, len);
                             let mut history = file.history.lock();
                             let mut next = (**history.versions.last().unwrap()).clone();
@@ -177,7 +218,8 @@ fn run_model_threads(aops: Arc<dyn AddressSpaceOperations>, threads: usize, ops:
                             let from = enter(file, &floor[t][ino as usize]);
                             let got = read(&engine, ino, pos, len).expect("read");
                             let to = file.started.load(Ordering::SeqCst);
-                            let result = check_read(&file.versions_between(from, to), pos, len, &got);
+                            let result =
+                                check_read(&file.versions_between(from, to), pos, len, &got);
                             floor[t][ino as usize].store(u64::MAX, Ordering::SeqCst);
                             if let Err(msg) = result {
                                 failed.store(true, Ordering::Relaxed);
@@ -193,7 +235,11 @@ fn run_model_threads(aops: Arc<dyn AddressSpaceOperations>, threads: usize, ops:
     // Watchdog: a deadlock fails the test instead of hanging it.
     let deadline = Instant::now() + Duration::from_secs(240);
     while done.load(Ordering::SeqCst) < threads as u64 && !handles.iter().all(|h| h.is_finished()) {
-        assert!(Instant::now() < deadline, "threads did not finish: deadlock? {:?}", engine.stats().snapshot());
+        assert!(
+            Instant::now() < deadline,
+            "threads did not finish: deadlock? {:?}",
+            engine.stats().snapshot()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     for handle in handles {
@@ -201,8 +247,18 @@ fn run_model_threads(aops: Arc<dyn AddressSpaceOperations>, threads: usize, ops:
     }
     // Quiescent now: every file equals its latest version exactly.
     for ino in 0..FILES {
-        let latest = files[ino as usize].history.lock().versions.last().unwrap().clone();
-        assert_eq!(read(&engine, ino, 0, MAX_SIZE as usize).unwrap(), *latest, "final contents of inode {ino}");
+        let latest = files[ino as usize]
+            .history
+            .lock()
+            .versions
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            read(&engine, ino, 0, MAX_SIZE as usize).unwrap(),
+            *latest,
+            "final contents of inode {ino}"
+        );
     }
     assert_all_pages_baseline(&engine);
     engine
@@ -221,10 +277,20 @@ fn enter(file: &VersionedFile, floor: &AtomicU64) -> u64 {
     }
 }
 
-fn publish(history: &mut History, file: &VersionedFile, next: Vec<u8>, floor: &[Vec<AtomicU64>], ino: u64) {
+fn publish(
+    history: &mut History,
+    file: &VersionedFile,
+    next: Vec<u8>,
+    floor: &[Vec<AtomicU64>],
+    ino: u64,
+) {
     history.versions.push(Arc::new(next));
     file.started.fetch_add(1, Ordering::SeqCst);
-    let oldest_needed = floor.iter().map(|f| f[ino as usize].load(Ordering::SeqCst)).min().unwrap_or(u64::MAX);
+    let oldest_needed = floor
+        .iter()
+        .map(|f| f[ino as usize].load(Ordering::SeqCst))
+        .min()
+        .unwrap_or(u64::MAX);
     // The version being replaced is the one new readers start from.
     let keep_from = oldest_needed.min(file.completed.load(Ordering::SeqCst));
     while history.base < keep_from {
@@ -237,7 +303,10 @@ fn publish(history: &mut History, file: &VersionedFile, next: Vec<u8>, floor: &[
 fn four_threads_on_ramfs_match_the_model_under_memory_pressure() {
     let engine = run_model_threads(native_ramfs(), 4, 1500, 1);
     let stats = engine.stats().snapshot();
-    assert!(stats.writepage_activations > 0, "reclaim met ramfs's writepage-activate: {stats:?}");
+    assert!(
+        stats.writepage_activations > 0,
+        "reclaim met ramfs's writepage-activate: {stats:?}"
+    );
 }
 
 #[test]
@@ -245,7 +314,10 @@ fn four_threads_on_a_persistent_store_match_the_model_with_reclaim() {
     let (_store, aops) = native_memstore();
     let engine = run_model_threads(aops, 4, 1500, 2);
     let stats = engine.stats().snapshot();
-    assert!(stats.reclaimed > 0, "the memory limit forced reclaim: {stats:?}");
+    assert!(
+        stats.reclaimed > 0,
+        "the memory limit forced reclaim: {stats:?}"
+    );
     assert!(stats.calls(AopOp::Writepage, aopsfs::ResultKind::Ok) > 0);
 }
 
@@ -281,7 +353,10 @@ fn six_threads_with_random_truncated_page_results_match_the_model() {
     }
     let engine = run_model_threads(scripted, 6, 1000, 3);
     assert!(engine.stats().total_retries() > 0);
-    assert_eq!(engine.stats().contract_violations.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        engine.stats().contract_violations.load(Ordering::Relaxed),
+        0
+    );
 }
 
 #[test]
@@ -300,7 +375,10 @@ fn truncate_during_readpage_race() {
     let in_readpage_tx = Mutex::new(in_readpage_tx);
     let hook: Hook = Arc::new(move |inner, inode, page| {
         in_readpage_tx.lock().send(()).unwrap();
-        release_rx.lock().recv_timeout(Duration::from_secs(30)).expect("released");
+        release_rx
+            .lock()
+            .recv_timeout(Duration::from_secs(30))
+            .expect("released");
         inner.readpage(inode, page)
     });
     scripted.push(ScriptRule::times(AopOp::Readpage, 1, Action::Call(hook)).on(1, 1));
@@ -309,25 +387,40 @@ fn truncate_during_readpage_race() {
         let engine = engine.clone();
         thread::spawn(move || read(&engine, 1, PAGE_SIZE as u64, PAGE_SIZE))
     };
-    in_readpage_rx.recv_timeout(Duration::from_secs(30)).expect("reader entered readpage");
+    in_readpage_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("reader entered readpage");
     let truncater = {
         let engine = engine.clone();
         thread::spawn(move || engine.truncate(1, 100))
     };
     thread::sleep(Duration::from_millis(100));
-    assert!(!truncater.is_finished(), "truncate must wait for the locked page in its second pass");
+    assert!(
+        !truncater.is_finished(),
+        "truncate must wait for the locked page in its second pass"
+    );
     release_tx.send(()).unwrap();
     truncater.join().unwrap().expect("truncate");
     let got = reader.join().unwrap().expect("read");
-    assert!(got.is_empty() || got == data[PAGE_SIZE..], "read returned {} bytes of neither old data nor nothing", got.len());
-    assert!(engine.mapping(1).unwrap().find_get_page(1).is_none(), "the page past EOF is gone");
+    assert!(
+        got.is_empty() || got == data[PAGE_SIZE..],
+        "read returned {} bytes of neither old data nor nothing",
+        got.len()
+    );
+    assert!(
+        engine.mapping(1).unwrap().find_get_page(1).is_none(),
+        "the page past EOF is gone"
+    );
     assert_eq!(engine.size(1).unwrap(), 100);
     assert_eq!(read(&engine, 1, 0, 2 * PAGE_SIZE).unwrap(), data[..100]);
     // Extending again shows zeros, not the old bytes.
     engine.truncate(1, 2 * PAGE_SIZE as u64).unwrap();
     let after = read(&engine, 1, 0, 2 * PAGE_SIZE).unwrap();
     assert_eq!(&after[..100], &data[..100]);
-    assert!(after[100..].iter().all(|&b| b == 0), "bytes past the old EOF read as zero");
+    assert!(
+        after[100..].iter().all(|&b| b == 0),
+        "bytes past the old EOF read as zero"
+    );
     assert_all_pages_baseline(&engine);
 }
 
@@ -359,6 +452,10 @@ fn concurrent_readers_of_one_uncached_page_call_readpage_once() {
     for reader in readers {
         assert_eq!(reader.join().unwrap(), data);
     }
-    assert_eq!(scripted.count(AopOp::Readpage, AopResult::Ok), 1, "only one thread read the page");
+    assert_eq!(
+        scripted.count(AopOp::Readpage, AopResult::Ok),
+        1,
+        "only one thread read the page"
+    );
     assert_all_pages_baseline(&engine);
 }

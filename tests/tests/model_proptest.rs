@@ -19,16 +19,43 @@ const MAX_SIZE: u64 = 10 * PAGE_SIZE as u64;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Write { ino: u64, pos: u64, len: usize, seed: u64 },
-    Read { ino: u64, pos: u64, len: usize },
-    Truncate { ino: u64, size: u64 },
-    Fault { ino: u64, pgoff: u64 },
-    Fsync { ino: u64 },
-    Writeback { ino: u64 },
-    WritePage { ino: u64, index: u64 },
-    ReadCachePage { ino: u64, index: u64 },
+    Write {
+        ino: u64,
+        pos: u64,
+        len: usize,
+        seed: u64,
+    },
+    Read {
+        ino: u64,
+        pos: u64,
+        len: usize,
+    },
+    Truncate {
+        ino: u64,
+        size: u64,
+    },
+    Fault {
+        ino: u64,
+        pgoff: u64,
+    },
+    Fsync {
+        ino: u64,
+    },
+    Writeback {
+        ino: u64,
+    },
+    WritePage {
+        ino: u64,
+        index: u64,
+    },
+    ReadCachePage {
+        ino: u64,
+        index: u64,
+    },
     DropCaches,
-    Reclaim { pages: usize },
+    Reclaim {
+        pages: usize,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -58,15 +85,27 @@ fn run(engine: &Engine, model: &mut Model, ops: &[Op]) -> Result<(), TestCaseErr
     }
     for (i, op) in ops.iter().enumerate() {
         match *op {
-            Op::Write { ino, pos, len, seed } => {
+            Op::Write {
+                ino,
+                pos,
+                len,
+                seed,
+            } => {
                 let data = pattern(seed, len);
                 prop_assert_eq!(engine.write(ino, pos, &data), Ok(len), "op {}: {:?}", i, op);
                 model.write(ino, pos, &data);
             }
             Op::Read { ino, pos, len } => {
-                let got = read(engine, ino, pos, len).map_err(|e| TestCaseError::fail(format!("op {i}: {op:?}: {e}")))?;
+                let got = read(engine, ino, pos, len)
+                    .map_err(|e| TestCaseError::fail(format!("op {i}: {op:?}: {e}")))?;
                 let want = model.read(ino, pos, len);
-                prop_assert!(got == want, "op {}: {:?}: first difference at {:?}", i, op, first_difference(&want, &got));
+                prop_assert!(
+                    got == want,
+                    "op {}: {:?}: first difference at {:?}",
+                    i,
+                    op,
+                    first_difference(&want, &got)
+                );
             }
             Op::Truncate { ino, size } => {
                 prop_assert_eq!(engine.truncate(ino, size), Ok(()));
@@ -75,16 +114,30 @@ fn run(engine: &Engine, model: &mut Model, ops: &[Op]) -> Result<(), TestCaseErr
             Op::Fault { ino, pgoff } => match (engine.fault(ino, pgoff), model.fault(ino, pgoff)) {
                 (Ok(got), Some(want)) => prop_assert!(got == want, "op {}: {:?}", i, op),
                 (Err(VfsError::Sigbus { .. }), None) => {}
-                (got, want) => prop_assert!(false, "op {}: {:?}: got {:?}, model {:?}", i, op, got.map(|_| ()), want.map(|_| ())),
+                (got, want) => prop_assert!(
+                    false,
+                    "op {}: {:?}: got {:?}, model {:?}",
+                    i,
+                    op,
+                    got.map(|_| ()),
+                    want.map(|_| ())
+                ),
             },
             Op::Fsync { ino } => prop_assert_eq!(engine.fsync(ino), Ok(())),
             Op::Writeback { ino } => prop_assert_eq!(engine.writeback(ino, SyncMode::None), Ok(())),
             Op::WritePage { ino, index } => prop_assert_eq!(engine.write_page(ino, index), Ok(())),
             Op::ReadCachePage { ino, index } => {
-                let page = engine.read_cache_page(ino, index).map_err(|e| TestCaseError::fail(format!("op {i}: {e}")))?;
+                let page = engine
+                    .read_cache_page(ino, index)
+                    .map_err(|e| TestCaseError::fail(format!("op {i}: {e}")))?;
                 // Internal users see the whole page; below EOF it is the model's.
                 let want = model.read(ino, index * PAGE_SIZE as u64, PAGE_SIZE);
-                prop_assert!(page.snapshot()[..want.len()] == want[..], "op {}: {:?}", i, op);
+                prop_assert!(
+                    page.snapshot()[..want.len()] == want[..],
+                    "op {}: {:?}",
+                    i,
+                    op
+                );
             }
             Op::DropCaches => {
                 engine.drop_caches();
@@ -105,16 +158,34 @@ fn run(engine: &Engine, model: &mut Model, ops: &[Op]) -> Result<(), TestCaseErr
         prop_assert!(got == model.file(ino), "final contents of {}", ino);
     }
     assert_all_pages_baseline(engine);
-    prop_assert_eq!(engine.stats().contract_violations.load(std::sync::atomic::Ordering::Relaxed), 0);
+    prop_assert_eq!(
+        engine
+            .stats()
+            .contract_violations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     Ok(())
 }
 
 fn limited(aops: Arc<dyn AddressSpaceOperations>, ra_pages: u64) -> Arc<Engine> {
-    Engine::new(aops, EngineConfig { memory_limit_pages: Some(6), ra_pages, reclaim_batch: 4, ..EngineConfig::default() })
+    Engine::new(
+        aops,
+        EngineConfig {
+            memory_limit_pages: Some(6),
+            ra_pages,
+            reclaim_batch: 4,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 /// Remount: a new engine over the same store sees exactly the model.
-fn check_remount(store: Arc<MemStore>, engine: Arc<Engine>, model: &Model) -> Result<(), TestCaseError> {
+fn check_remount(
+    store: Arc<MemStore>,
+    engine: Arc<Engine>,
+    model: &Model,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(engine.sync_all(), Ok(()));
     let sizes: Vec<u64> = (0..FILES).map(|ino| engine.size(ino).unwrap()).collect();
     drop(engine);
@@ -122,7 +193,12 @@ fn check_remount(store: Arc<MemStore>, engine: Arc<Engine>, model: &Model) -> Re
     for ino in 0..FILES {
         remounted.open_with_size(ino, sizes[ino as usize]);
         let got = read(&remounted, ino, 0, MAX_SIZE as usize).unwrap();
-        prop_assert!(got == model.file(ino), "after remount, inode {} differs at {:?}", ino, first_difference(model.file(ino), &got));
+        prop_assert!(
+            got == model.file(ino),
+            "after remount, inode {} differs at {:?}",
+            ino,
+            first_difference(model.file(ino), &got)
+        );
     }
     Ok(())
 }

@@ -252,7 +252,10 @@ pub trait AddressSpaceOperations: Send + Sync {
     /// ->readpages: fill a batch of locked readahead pages; one result per
     /// page. The default reads them one by one.
     fn readpages(&self, inode: InodeInfo, pages: &[&Page]) -> Vec<AopReturn> {
-        pages.iter().map(|page| self.readpage(inode, page)).collect()
+        pages
+            .iter()
+            .map(|page| self.readpage(inode, page))
+            .collect()
     }
 
     /// ->writepage: write a locked page whose dirty bit the caller cleared.
@@ -265,7 +268,12 @@ pub trait AddressSpaceOperations: Send + Sync {
     fn commit_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn;
 
     /// ->invalidatepage: the page is truncated from `offset`. Default: no-op.
-    fn invalidatepage(&self, _inode: InodeInfo, _page: &Page, _offset: u32) -> Result<(), AopFault> {
+    fn invalidatepage(
+        &self,
+        _inode: InodeInfo,
+        _page: &Page,
+        _offset: u32,
+    ) -> Result<(), AopFault> {
         Ok(())
     }
 
@@ -296,7 +304,11 @@ mod tests {
     #[test]
     fn only_writepage_may_activate_and_writepage_may_not_truncate() {
         for op in AopOp::ALL {
-            assert_eq!(op.allows(AopResult::WritepageActivate), op == AopOp::Writepage, "{op}");
+            assert_eq!(
+                op.allows(AopResult::WritepageActivate),
+                op == AopOp::Writepage,
+                "{op}"
+            );
         }
         assert!(!AopOp::Writepage.allows(AopResult::TruncatedPage));
         assert!(AopOp::Readpage.allows(AopResult::TruncatedPage));

@@ -60,7 +60,9 @@ impl Rule {
             Rule::ReadpageOkUptodate => "readpage ok: the page is uptodate",
             Rule::ReadpageErrorUnlocks => "readpage error: the callee unlocks the page",
             Rule::ReadpageErrorNotUptodate => "readpage error: the page is not uptodate",
-            Rule::TruncatedPageUnlocks => "truncated-page: the callee has already unlocked the page",
+            Rule::TruncatedPageUnlocks => {
+                "truncated-page: the callee has already unlocked the page"
+            }
             Rule::PrepareWriteKeepsLock => "prepare_write ok/error: the page is still locked",
             Rule::CommitWriteKeepsLock => "commit_write ok/error: the page is still locked",
             Rule::WritepageUnlocks => "writepage ok/error: the callee unlocks the page",
@@ -101,7 +103,11 @@ pub struct ContractViolation {
 }
 
 fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
 }
 
 /// The lock state the host observed after the call.
@@ -117,7 +123,13 @@ struct After {
 ///
 /// `seq_before` is the page's lock sequence taken just before the call, with
 /// the page locked by the caller.
-pub fn check(op: AopOp, inode: InodeInfo, page: &Page, seq_before: u64, ret: AopReturn) -> Result<AopResult, ContractViolation> {
+pub fn check(
+    op: AopOp,
+    inode: InodeInfo,
+    page: &Page,
+    seq_before: u64,
+    ret: AopReturn,
+) -> Result<AopResult, ContractViolation> {
     let violation = |returned: String, rule: Rule, detail: String| ContractViolation {
         op,
         ino: inode.ino,
@@ -133,7 +145,11 @@ pub fn check(op: AopOp, inode: InodeInfo, page: &Page, seq_before: u64, ret: Aop
         }
     };
     if !op.allows(result) {
-        return Err(violation(result.to_string(), Rule::ResultAllowed, String::new()));
+        return Err(violation(
+            result.to_string(),
+            Rule::ResultAllowed,
+            String::new(),
+        ));
     }
     let after = After {
         unlocked_by_callee: page.lock_seq() != seq_before,
@@ -158,7 +174,9 @@ fn rule_broken(op: AopOp, result: AopResult, after: &After) -> Option<Rule> {
         (Readpage | Readpages, Ok) if !unlocked => Some(Rule::ReadpageOkUnlocks),
         // A page truncate removed after the callee unlocked it has lost its
         // uptodate bit legitimately; the read loop notices and retries.
-        (Readpage | Readpages, Ok) if !after.uptodate && after.mapped => Some(Rule::ReadpageOkUptodate),
+        (Readpage | Readpages, Ok) if !after.uptodate && after.mapped => {
+            Some(Rule::ReadpageOkUptodate)
+        }
         (Readpage | Readpages, Error(_)) if !unlocked => Some(Rule::ReadpageErrorUnlocks),
         (Readpage | Readpages, Error(_)) if after.uptodate => Some(Rule::ReadpageErrorNotUptodate),
         (PrepareWrite, Ok | Error(_)) if unlocked => Some(Rule::PrepareWriteKeepsLock),
@@ -221,7 +239,10 @@ mod tests {
         let v = check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::Ok)).unwrap_err();
         assert_eq!(v.rule, Rule::ReadpageOkUptodate);
         p.set_uptodate();
-        assert_eq!(check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::Ok)), Ok(AopResult::Ok));
+        assert_eq!(
+            check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::Ok)),
+            Ok(AopResult::Ok)
+        );
     }
 
     #[test]
@@ -230,14 +251,26 @@ mod tests {
         let seq = p.lock_seq();
         p.unlock();
         p.set_mapping(0);
-        assert_eq!(check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::Ok)), Ok(AopResult::Ok));
+        assert_eq!(
+            check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::Ok)),
+            Ok(AopResult::Ok)
+        );
     }
 
     #[test]
     fn prepare_write_must_keep_the_lock() {
         let p = locked_page();
         let seq = p.lock_seq();
-        assert!(check(AopOp::PrepareWrite, INODE, &p, seq, Ok(AopResult::Error(Errno::Enospc))).is_ok());
+        assert!(
+            check(
+                AopOp::PrepareWrite,
+                INODE,
+                &p,
+                seq,
+                Ok(AopResult::Error(Errno::Enospc))
+            )
+            .is_ok()
+        );
         p.unlock();
         let v = check(AopOp::PrepareWrite, INODE, &p, seq, Ok(AopResult::Ok)).unwrap_err();
         assert_eq!(v.rule, Rule::PrepareWriteKeepsLock);
@@ -247,7 +280,14 @@ mod tests {
     fn writepage_activate_from_readpage_is_not_allowed() {
         let p = locked_page();
         let seq = p.lock_seq();
-        let v = check(AopOp::Readpage, INODE, &p, seq, Ok(AopResult::WritepageActivate)).unwrap_err();
+        let v = check(
+            AopOp::Readpage,
+            INODE,
+            &p,
+            seq,
+            Ok(AopResult::WritepageActivate),
+        )
+        .unwrap_err();
         assert_eq!(v.rule, Rule::ResultAllowed);
         assert!(v.to_string().contains("writepage-activate"), "{v}");
     }
@@ -256,10 +296,26 @@ mod tests {
     fn writepage_activate_must_redirty_and_keep_lock() {
         let p = locked_page();
         let seq = p.lock_seq();
-        let v = check(AopOp::Writepage, INODE, &p, seq, Ok(AopResult::WritepageActivate)).unwrap_err();
+        let v = check(
+            AopOp::Writepage,
+            INODE,
+            &p,
+            seq,
+            Ok(AopResult::WritepageActivate),
+        )
+        .unwrap_err();
         assert_eq!(v.rule, Rule::WritepageActivateRedirties);
         p.set_dirty();
-        assert!(check(AopOp::Writepage, INODE, &p, seq, Ok(AopResult::WritepageActivate)).is_ok());
+        assert!(
+            check(
+                AopOp::Writepage,
+                INODE,
+                &p,
+                seq,
+                Ok(AopResult::WritepageActivate)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -272,14 +328,20 @@ mod tests {
         // Someone else locks it now; a late repair must not steal their lock.
         p.lock();
         repair_after_violation(AopOp::Readpage, &p, seq);
-        assert!(p.is_locked(), "repair must not unlock another holder's lock");
+        assert!(
+            p.is_locked(),
+            "repair must not unlock another holder's lock"
+        );
     }
 
     #[test]
     fn fault_is_reported_as_plugin_fault_rule() {
         let p = locked_page();
         let seq = p.lock_seq();
-        let fault = AopFault { kind: FaultKind::Trap, message: "unreachable".into() };
+        let fault = AopFault {
+            kind: FaultKind::Trap,
+            message: "unreachable".into(),
+        };
         let v = check(AopOp::Readpage, INODE, &p, seq, Err(fault)).unwrap_err();
         assert_eq!(v.rule, Rule::PluginFault);
         assert!(v.to_string().contains("trap"), "{v}");

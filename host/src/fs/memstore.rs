@@ -12,7 +12,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::errno::Errno;
-use crate::fs::aops::{AddressSpaceOperations, AopFault, AopResult, AopReturn, Features, InodeInfo, WritebackControl};
+use crate::fs::aops::{
+    AddressSpaceOperations, AopFault, AopResult, AopReturn, Features, InodeInfo, WritebackControl,
+};
 use crate::mm::page::{PAGE_SHIFT, PAGE_SIZE, Page};
 
 type Block = Box<[u8; PAGE_SIZE]>;
@@ -31,7 +33,10 @@ impl MemStore {
 
     /// The stored bytes of a file's page (zeros if never written).
     pub fn page(&self, ino: u64, index: u64) -> Vec<u8> {
-        self.blocks.lock().get(&(ino, index)).map_or_else(|| vec![0; PAGE_SIZE], |b| b.to_vec())
+        self.blocks
+            .lock()
+            .get(&(ino, index))
+            .map_or_else(|| vec![0; PAGE_SIZE], |b| b.to_vec())
     }
 
     /// How many pages are stored.
@@ -59,7 +64,8 @@ impl MemStore {
 
 /// How many bytes of page `index` lie below `size`.
 fn valid_bytes(size: u64, index: u64) -> usize {
-    size.saturating_sub(index << PAGE_SHIFT).min(PAGE_SIZE as u64) as usize
+    size.saturating_sub(index << PAGE_SHIFT)
+        .min(PAGE_SIZE as u64) as usize
 }
 
 /// Address-space operations over a [`MemStore`]: a well-behaved
@@ -87,7 +93,10 @@ impl AddressSpaceOperations for MemStoreAops {
     }
 
     fn features(&self) -> Features {
-        Features { truncate: true, ..Features::default() }
+        Features {
+            truncate: true,
+            ..Features::default()
+        }
     }
 
     /// Models block_read_full_page: read the stored page, zero past EOF.
@@ -106,7 +115,10 @@ impl AddressSpaceOperations for MemStoreAops {
             let mut block: Block = Box::new([0; PAGE_SIZE]);
             page.read_at(0, &mut block[..valid]);
             page.set_writeback();
-            self.store.blocks.lock().insert((inode.ino, page.index()), block);
+            self.store
+                .blocks
+                .lock()
+                .insert((inode.ino, page.index()), block);
         }
         page.unlock();
         page.end_writeback();

@@ -13,13 +13,17 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::errno::Errno;
-use crate::fs::aops::{AddressSpaceOperations, AopFault, AopOp, AopResult, AopReturn, Features, InodeInfo, WritebackControl};
+use crate::fs::aops::{
+    AddressSpaceOperations, AopFault, AopOp, AopResult, AopReturn, Features, InodeInfo,
+    WritebackControl,
+};
 use crate::fs::memstore::{MemStore, MemStoreAops};
 use crate::mm::page::Page;
 
 /// A closure standing in for an operation. It gets the wrapped operations so
 /// it can do the real work before or after its own.
-pub type Hook = Arc<dyn Fn(&dyn AddressSpaceOperations, InodeInfo, &Page) -> AopReturn + Send + Sync>;
+pub type Hook =
+    Arc<dyn Fn(&dyn AddressSpaceOperations, InodeInfo, &Page) -> AopReturn + Send + Sync>;
 
 /// What a rule does when it fires.
 #[derive(Clone)]
@@ -52,12 +56,26 @@ pub struct ScriptRule {
 impl ScriptRule {
     /// Fire `action` on every call of `op`.
     pub fn always(op: AopOp, action: Action) -> Self {
-        ScriptRule { op, ino: None, index: None, skip: 0, times: None, action }
+        ScriptRule {
+            op,
+            ino: None,
+            index: None,
+            skip: 0,
+            times: None,
+            action,
+        }
     }
 
     /// Fire `action` on the next `times` calls of `op`.
     pub fn times(op: AopOp, times: u32, action: Action) -> Self {
-        ScriptRule { op, ino: None, index: None, skip: 0, times: Some(times), action }
+        ScriptRule {
+            op,
+            ino: None,
+            index: None,
+            skip: 0,
+            times: Some(times),
+            action,
+        }
     }
 
     /// Only for page `index` of inode `ino`.
@@ -111,12 +129,20 @@ impl ScriptedAops {
 
     /// Scripted operations over `inner`.
     pub fn wrapping(inner: Arc<dyn AddressSpaceOperations>) -> Arc<ScriptedAops> {
-        Arc::new(ScriptedAops { inner, rules: Mutex::new(Vec::new()), log: Mutex::new(Vec::new()) })
+        Arc::new(ScriptedAops {
+            inner,
+            rules: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+        })
     }
 
     /// Add a rule; rules are tried in the order added.
     pub fn push(&self, rule: ScriptRule) {
-        self.rules.lock().push(Armed { rule, seen: 0, fired: 0 });
+        self.rules.lock().push(Armed {
+            rule,
+            seen: 0,
+            fired: 0,
+        });
     }
 
     /// Remove every rule.
@@ -131,7 +157,11 @@ impl ScriptedAops {
 
     /// How many calls of `op` returned `result`.
     pub fn count(&self, op: AopOp, result: AopResult) -> usize {
-        self.log.lock().iter().filter(|c| c.op == op && c.result == Some(result)).count()
+        self.log
+            .lock()
+            .iter()
+            .filter(|c| c.op == op && c.result == Some(result))
+            .count()
     }
 
     /// The action of the first rule that fires for this call, if any.
@@ -151,7 +181,13 @@ impl ScriptedAops {
         None
     }
 
-    fn dispatch(&self, op: AopOp, inode: InodeInfo, page: &Page, real: impl FnOnce() -> AopReturn) -> AopReturn {
+    fn dispatch(
+        &self,
+        op: AopOp,
+        inode: InodeInfo,
+        page: &Page,
+        real: impl FnOnce() -> AopReturn,
+    ) -> AopReturn {
         let action = self.fire(op, inode.ino, page.index());
         let scripted = action.is_some();
         let ret = match action {
@@ -161,7 +197,13 @@ impl ScriptedAops {
             Some(Action::Fault(fault)) => Err(fault),
             Some(Action::Call(hook)) => hook(self.inner.as_ref(), inode, page),
         };
-        self.log.lock().push(CallRecord { op, ino: inode.ino, index: page.index(), result: ret.as_ref().ok().copied(), scripted });
+        self.log.lock().push(CallRecord {
+            op,
+            ino: inode.ino,
+            index: page.index(),
+            result: ret.as_ref().ok().copied(),
+            scripted,
+        });
         ret
     }
 }
@@ -170,17 +212,26 @@ impl ScriptedAops {
 fn behave(op: AopOp, page: &Page, result: AopResult) -> AopResult {
     let callee_unlocks = match (op, result) {
         (_, AopResult::TruncatedPage) => true,
-        (AopOp::Readpage | AopOp::Readpages | AopOp::Writepage, AopResult::Ok | AopResult::Error(_)) => true,
+        (
+            AopOp::Readpage | AopOp::Readpages | AopOp::Writepage,
+            AopResult::Ok | AopResult::Error(_),
+        ) => true,
         (AopOp::Writepage, AopResult::WritepageActivate) => {
             page.set_dirty();
             false
         }
         _ => false,
     };
-    if matches!((op, result), (AopOp::Readpage | AopOp::Readpages, AopResult::Ok)) {
+    if matches!(
+        (op, result),
+        (AopOp::Readpage | AopOp::Readpages, AopResult::Ok)
+    ) {
         page.set_uptodate();
     }
-    if matches!((op, result), (AopOp::Readpage | AopOp::Readpages, AopResult::Error(_))) {
+    if matches!(
+        (op, result),
+        (AopOp::Readpage | AopOp::Readpages, AopResult::Error(_))
+    ) {
         page.set_error();
     }
     if callee_unlocks && page.is_locked() {
@@ -199,19 +250,27 @@ impl AddressSpaceOperations for ScriptedAops {
     }
 
     fn readpage(&self, inode: InodeInfo, page: &Page) -> AopReturn {
-        self.dispatch(AopOp::Readpage, inode, page, || self.inner.readpage(inode, page))
+        self.dispatch(AopOp::Readpage, inode, page, || {
+            self.inner.readpage(inode, page)
+        })
     }
 
     fn writepage(&self, inode: InodeInfo, page: &Page, wbc: WritebackControl) -> AopReturn {
-        self.dispatch(AopOp::Writepage, inode, page, || self.inner.writepage(inode, page, wbc))
+        self.dispatch(AopOp::Writepage, inode, page, || {
+            self.inner.writepage(inode, page, wbc)
+        })
     }
 
     fn prepare_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn {
-        self.dispatch(AopOp::PrepareWrite, inode, page, || self.inner.prepare_write(inode, page, from, to))
+        self.dispatch(AopOp::PrepareWrite, inode, page, || {
+            self.inner.prepare_write(inode, page, from, to)
+        })
     }
 
     fn commit_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn {
-        self.dispatch(AopOp::CommitWrite, inode, page, || self.inner.commit_write(inode, page, from, to))
+        self.dispatch(AopOp::CommitWrite, inode, page, || {
+            self.inner.commit_write(inode, page, from, to)
+        })
     }
 
     fn invalidatepage(&self, inode: InodeInfo, page: &Page, offset: u32) -> Result<(), AopFault> {

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::errno::Errno;
 use crate::fs::aops::InodeInfo;
-use crate::mm::page::{PageRef, PAGE_SHIFT};
+use crate::mm::page::{PAGE_SHIFT, PageRef};
 use crate::mm::readahead::FileRaState;
 
 static NEXT_MAPPING_ID: AtomicU64 = AtomicU64::new(1);
@@ -75,7 +75,10 @@ impl AddressSpace {
 
     /// The inode as an aop sees it now.
     pub fn info(&self) -> InodeInfo {
-        InodeInfo { ino: self.ino, size: self.size() }
+        InodeInfo {
+            ino: self.ino,
+            size: self.size(),
+        }
     }
 
     /// Take inode->i_mutex.
@@ -97,7 +100,10 @@ impl AddressSpace {
     /// reference. Fails if a page is already cached at that index.
     pub(crate) fn add_to_page_cache(&self, page: &PageRef) -> Result<(), PageExists> {
         assert!(page.is_locked(), "add_to_page_cache: page must be locked");
-        assert!(!page.is_mapped(), "add_to_page_cache: page already in a mapping");
+        assert!(
+            !page.is_mapped(),
+            "add_to_page_cache: page already in a mapping"
+        );
         let mut tree = self.tree.lock();
         if tree.contains_key(&page.index()) {
             return Err(PageExists);
@@ -111,9 +117,14 @@ impl AddressSpace {
     /// clear page->mapping. The caller holds the page lock. Returns the
     /// cache's reference, or `None` if the page was no longer here.
     pub(crate) fn remove_from_page_cache(&self, page: &PageRef) -> Option<PageRef> {
-        assert!(page.is_locked(), "remove_from_page_cache: page must be locked");
+        assert!(
+            page.is_locked(),
+            "remove_from_page_cache: page must be locked"
+        );
         let mut tree = self.tree.lock();
-        let same = tree.get(&page.index()).is_some_and(|p| p.generation() == page.generation());
+        let same = tree
+            .get(&page.index())
+            .is_some_and(|p| p.generation() == page.generation());
         if !same {
             return None;
         }
@@ -127,7 +138,9 @@ impl AddressSpace {
     pub(crate) fn remove_mapping(&self, page: &PageRef, expected_count: u32) -> Option<PageRef> {
         assert!(page.is_locked(), "remove_mapping: page must be locked");
         let mut tree = self.tree.lock();
-        let same = tree.get(&page.index()).is_some_and(|p| p.generation() == page.generation());
+        let same = tree
+            .get(&page.index())
+            .is_some_and(|p| p.generation() == page.generation());
         if !same || page.count() != expected_count || page.is_dirty() || page.is_writeback() {
             return None;
         }
@@ -138,7 +151,12 @@ impl AddressSpace {
     /// Models pagevec_lookup: up to `max` pages with index >= `start`, in
     /// index order, each with a reference taken.
     pub fn lookup_from(&self, start: u64, max: usize) -> Vec<PageRef> {
-        self.tree.lock().range(start..).take(max).map(|(_, p)| p.clone()).collect()
+        self.tree
+            .lock()
+            .range(start..)
+            .take(max)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// Models pagevec_lookup_tag(PAGECACHE_TAG_DIRTY): dirty pages with
@@ -163,7 +181,11 @@ impl AddressSpace {
     /// next fsync.
     pub(crate) fn set_error(&self, errno: Errno) {
         let mut error = self.wb_error.lock();
-        let errno = if errno == Errno::Enospc { Errno::Enospc } else { Errno::Eio };
+        let errno = if errno == Errno::Enospc {
+            Errno::Enospc
+        } else {
+            Errno::Eio
+        };
         error.get_or_insert(errno);
     }
 

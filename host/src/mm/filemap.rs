@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::errno::Errno;
 use crate::error::VfsError;
 use crate::fs::aops::{AopOp, AopResult};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::page::{PAGE_SHIFT, PAGE_SIZE, PageFlag, PageRef};
-use crate::engine::Engine;
 
 const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
 
@@ -81,7 +81,12 @@ impl Engine {
     ///
     /// On an error it stops and returns the bytes read so far, or the error
     /// if nothing was read.
-    pub fn do_generic_mapping_read(&self, mapping: &AddressSpace, pos: u64, buf: &mut [u8]) -> Result<usize, VfsError> {
+    pub fn do_generic_mapping_read(
+        &self,
+        mapping: &AddressSpace,
+        pos: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, VfsError> {
         let mut copied = 0usize;
         let mut index = pos >> PAGE_SHIFT;
         let mut offset = (pos & PAGE_MASK) as usize;
@@ -90,20 +95,25 @@ impl Engine {
         let mut error = None;
         while copied < buf.len() {
             budget.at(index);
-            let Some(end_index) = mapping.end_index() else { break };
+            let Some(end_index) = mapping.end_index() else {
+                break;
+            };
             if index > end_index {
                 break;
             }
-            let (page, fresh) = match self.read_loop_find_page(mapping, index, last_index - index, &mut budget) {
-                Ok(Some(found)) => found,
-                Ok(None) => continue,
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            };
+            let (page, fresh) =
+                match self.read_loop_find_page(mapping, index, last_index - index, &mut budget) {
+                    Ok(Some(found)) => found,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                };
             // page_ok: i_size may have changed while the page was read.
-            let Some(end_index) = mapping.end_index() else { break };
+            let Some(end_index) = mapping.end_index() else {
+                break;
+            };
             if index > end_index {
                 break;
             }
@@ -213,7 +223,9 @@ impl Engine {
                 Ok(Filled::Retry)
             }
             AopResult::Error(e) => Err(e.into()),
-            AopResult::WritepageActivate => unreachable!("checker rejects writepage-activate from readpage"),
+            AopResult::WritepageActivate => {
+                unreachable!("checker rejects writepage-activate from readpage")
+            }
             AopResult::Ok => {
                 if page.is_uptodate() {
                     return Ok(Filled::Uptodate);
@@ -282,7 +294,11 @@ impl Engine {
         'retry_all: loop {
             let size_pages = mapping.size().div_ceil(PAGE_SIZE as u64);
             if pgoff >= size_pages {
-                return Err(VfsError::Sigbus { ino: mapping.ino(), pgoff, reason: "fault past end of file" });
+                return Err(VfsError::Sigbus {
+                    ino: mapping.ino(),
+                    pgoff,
+                    reason: "fault past end of file",
+                });
             }
             'retry_find: loop {
                 let page = match mapping.find_get_page(pgoff) {
@@ -324,7 +340,10 @@ impl Engine {
                     if attempt == 1 {
                         page.clear_error();
                     }
-                    match self.call_readpage(mapping, &page).map_err(|e| sigbus_from(mapping, pgoff, e))? {
+                    match self
+                        .call_readpage(mapping, &page)
+                        .map_err(|e| sigbus_from(mapping, pgoff, e))?
+                    {
                         AopResult::Ok if page.is_uptodate() => {
                             self.mark_page_accessed(&page);
                             return Ok(page);
@@ -337,7 +356,11 @@ impl Engine {
                         _ => {}
                     }
                 }
-                return Err(VfsError::Sigbus { ino: mapping.ino(), pgoff, reason: "readpage failed twice" });
+                return Err(VfsError::Sigbus {
+                    ino: mapping.ino(),
+                    pgoff,
+                    reason: "readpage failed twice",
+                });
             }
         }
     }
@@ -353,12 +376,19 @@ impl Engine {
         if !data.is_empty() && pos >= limit {
             return Err(Errno::Efbig.into());
         }
-        let len = data.len().min((limit - pos).min(usize::MAX as u64) as usize);
+        let len = data
+            .len()
+            .min((limit - pos).min(usize::MAX as u64) as usize);
         self.generic_file_buffered_write(&mapping, pos, &data[..len])
     }
 
     /// The write loop itself; the caller holds i_mutex.
-    fn generic_file_buffered_write(&self, mapping: &Arc<AddressSpace>, pos: u64, data: &[u8]) -> Result<usize, VfsError> {
+    fn generic_file_buffered_write(
+        &self,
+        mapping: &Arc<AddressSpace>,
+        pos: u64,
+        data: &[u8],
+    ) -> Result<usize, VfsError> {
         let mut written = 0usize;
         let mut budget = self.retry_budget(Caller::BufferedWrite, mapping.ino());
         let mut status = Ok(());
@@ -370,9 +400,10 @@ impl Engine {
             let (from, to) = (offset as u32, (offset + bytes) as u32);
             budget.at(index);
             let (page, fresh) = self.grab_cache_page(mapping, index);
-            let prepared = self.call_page_aop(AopOp::PrepareWrite, mapping, &page, |aops, inode, page| {
-                aops.prepare_write(inode, page, from, to)
-            });
+            let prepared =
+                self.call_page_aop(AopOp::PrepareWrite, mapping, &page, |aops, inode, page| {
+                    aops.prepare_write(inode, page, from, to)
+                });
             match prepared {
                 Ok(AopResult::Ok) => {}
                 Ok(AopResult::TruncatedPage) => {
@@ -392,7 +423,9 @@ impl Engine {
                     self.trim_failed_write(mapping, pos + bytes as u64);
                     break;
                 }
-                Ok(AopResult::WritepageActivate) => unreachable!("checker rejects writepage-activate from prepare_write"),
+                Ok(AopResult::WritepageActivate) => {
+                    unreachable!("checker rejects writepage-activate from prepare_write")
+                }
                 Err(e) => {
                     drop(page);
                     status = Err(e);
@@ -402,9 +435,10 @@ impl Engine {
             }
             // filemap_copy_from_user
             page.write_at(offset, &data[written..written + bytes]);
-            let committed = self.call_page_aop(AopOp::CommitWrite, mapping, &page, |aops, inode, page| {
-                aops.commit_write(inode, page, from, to)
-            });
+            let committed =
+                self.call_page_aop(AopOp::CommitWrite, mapping, &page, |aops, inode, page| {
+                    aops.commit_write(inode, page, from, to)
+                });
             match committed {
                 Ok(AopResult::Ok) => {}
                 Ok(AopResult::TruncatedPage) => {
@@ -422,7 +456,9 @@ impl Engine {
                     status = Err(e.into());
                     break;
                 }
-                Ok(AopResult::WritepageActivate) => unreachable!("checker rejects writepage-activate from commit_write"),
+                Ok(AopResult::WritepageActivate) => {
+                    unreachable!("checker rejects writepage-activate from commit_write")
+                }
                 Err(e) => {
                     status = Err(e);
                     break;
@@ -514,11 +550,15 @@ impl Engine {
     }
 
     fn count_hit(&self) {
-        self.stats().cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats()
+            .cache_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn count_miss(&self) {
-        self.stats().cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats()
+            .cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -527,6 +567,10 @@ fn sigbus_from(mapping: &AddressSpace, pgoff: u64, error: VfsError) -> VfsError 
     match error {
         // Violations and livelocks already say exactly what went wrong.
         VfsError::Contract(_) | VfsError::Livelock { .. } => error,
-        _ => VfsError::Sigbus { ino: mapping.ino(), pgoff, reason: "readpage failed" },
+        _ => VfsError::Sigbus {
+            ino: mapping.ino(),
+            pgoff,
+            reason: "readpage failed",
+        },
     }
 }

@@ -39,7 +39,10 @@ impl Lru {
     /// Models lru_cache_add: put a new page at the head of the inactive list.
     pub fn lru_cache_add(&self, page: &PageRef) {
         let mut lists = self.lists.lock();
-        assert!(!page.test(PageFlag::Lru), "lru_cache_add: page already on a list");
+        assert!(
+            !page.test(PageFlag::Lru),
+            "lru_cache_add: page already on a list"
+        );
         page.test_and_set(PageFlag::Lru);
         page.test_and_clear(PageFlag::Active);
         let token = self.new_token(page);
@@ -83,7 +86,11 @@ impl Lru {
         let mut lists = self.lists.lock();
         let mut taken = Vec::with_capacity(nr);
         while taken.len() < nr {
-            let entry = if active { lists.active.pop_front() } else { lists.inactive.pop_front() };
+            let entry = if active {
+                lists.active.pop_front()
+            } else {
+                lists.inactive.pop_front()
+            };
             let Some((token, page)) = entry else { break };
             let live = page.test(PageFlag::Lru)
                 && page.test(PageFlag::Active) == active
@@ -132,7 +139,9 @@ impl Lru {
     fn compact(lists: &mut Lists) {
         let retain = |list: &mut VecDeque<(u64, Arc<Page>)>, active: bool| {
             list.retain(|(token, p)| {
-                p.test(PageFlag::Lru) && p.test(PageFlag::Active) == active && p.lru_token.load(Ordering::Relaxed) == *token
+                p.test(PageFlag::Lru)
+                    && p.test(PageFlag::Active) == active
+                    && p.lru_token.load(Ordering::Relaxed) == *token
             });
         };
         if lists.inactive.len() > 2 * lists.nr_inactive + 64 {

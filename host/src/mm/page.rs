@@ -214,7 +214,11 @@ impl Page {
     /// Unlocking a page that is not locked is a bug in the caller.
     pub fn unlock(&self) {
         let was_locked = self.test_and_clear(PageFlag::Locked);
-        assert!(was_locked, "unlock_page on unlocked page {}:{}", self.ino, self.index);
+        assert!(
+            was_locked,
+            "unlock_page on unlocked page {}:{}",
+            self.ino, self.index
+        );
         self.lock_seq.fetch_add(1, Ordering::AcqRel);
         self.emit(|ino, index| TraceEvent::PageUnlock { ino, index });
         self.wake_all();
@@ -424,7 +428,9 @@ impl PageRef {
     pub(crate) fn get(page: &Arc<Page>) -> PageRef {
         let before = page.count.fetch_add(1, Ordering::AcqRel);
         assert!(before > 0, "get_page on a page with no references");
-        PageRef { page: Arc::clone(page) }
+        PageRef {
+            page: Arc::clone(page),
+        }
     }
 
     /// The underlying shared page (for handing to a plugin runtime).
@@ -437,14 +443,20 @@ impl Clone for PageRef {
     fn clone(&self) -> Self {
         let before = self.page.count.fetch_add(1, Ordering::AcqRel);
         assert!(before > 0, "page_cache_get on a freed page");
-        PageRef { page: Arc::clone(&self.page) }
+        PageRef {
+            page: Arc::clone(&self.page),
+        }
     }
 }
 
 impl Drop for PageRef {
     fn drop(&mut self) {
         let before = self.page.count.fetch_sub(1, Ordering::AcqRel);
-        assert!(before > 0, "page_cache_release underflow on {:?}", self.page);
+        assert!(
+            before > 0,
+            "page_cache_release underflow on {:?}",
+            self.page
+        );
     }
 }
 
@@ -493,9 +505,16 @@ mod tests {
             seq
         });
         thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "lock_page must block while the page is locked");
+        assert!(
+            !waiter.is_finished(),
+            "lock_page must block while the page is locked"
+        );
         p.unlock();
-        assert_eq!(waiter.join().unwrap(), 1, "waiter got the lock after one unlock");
+        assert_eq!(
+            waiter.join().unwrap(),
+            1,
+            "waiter got the lock after one unlock"
+        );
         assert_eq!(p.lock_seq(), 2);
         assert!(!p.is_locked());
     }

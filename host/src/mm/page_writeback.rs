@@ -20,7 +20,11 @@ impl Engine {
     /// of the mapping through ->writepage. Errors are recorded on the
     /// mapping for the next fsync and writeback goes on with the next page;
     /// returns the first error.
-    pub fn write_cache_pages(&self, mapping: &AddressSpace, wbc: WritebackControl) -> Result<(), VfsError> {
+    pub fn write_cache_pages(
+        &self,
+        mapping: &AddressSpace,
+        wbc: WritebackControl,
+    ) -> Result<(), VfsError> {
         let mut first_error = None;
         let mut next = 0;
         loop {
@@ -38,7 +42,12 @@ impl Engine {
     }
 
     /// One page of write_cache_pages.
-    fn writeback_one(&self, mapping: &AddressSpace, page: &PageRef, wbc: WritebackControl) -> Result<(), VfsError> {
+    fn writeback_one(
+        &self,
+        mapping: &AddressSpace,
+        page: &PageRef,
+        wbc: WritebackControl,
+    ) -> Result<(), VfsError> {
         page.lock();
         if page.mapping_id() != mapping.id() {
             // Truncated while we waited for the lock.
@@ -60,14 +69,22 @@ impl Engine {
                 Ok(())
             }
             AopResult::Error(e) => Err(e.into()),
-            AopResult::TruncatedPage => unreachable!("checker rejects truncated-page from writepage"),
+            AopResult::TruncatedPage => {
+                unreachable!("checker rejects truncated-page from writepage")
+            }
         }
     }
 
     /// Models filemap_fdatawrite: start writeback of an inode's dirty pages.
     pub fn writeback(&self, ino: u64, sync_mode: SyncMode) -> Result<(), VfsError> {
         let mapping = self.mapping(ino)?;
-        self.write_cache_pages(&mapping, WritebackControl { sync_mode, for_reclaim: false })
+        self.write_cache_pages(
+            &mapping,
+            WritebackControl {
+                sync_mode,
+                for_reclaim: false,
+            },
+        )
     }
 
     /// Models do_fsync (filemap_write_and_wait + filemap_fdatawait): write
@@ -111,7 +128,12 @@ impl Engine {
     /// Models write_one_page: the page is locked on entry and unlocked on
     /// return, whatever writepage says. writepage-activate is not an error
     /// and its lock does not leak.
-    pub fn write_one_page(&self, mapping: &AddressSpace, page: &PageRef, wait: bool) -> Result<(), VfsError> {
+    pub fn write_one_page(
+        &self,
+        mapping: &AddressSpace,
+        page: &PageRef,
+        wait: bool,
+    ) -> Result<(), VfsError> {
         assert!(page.is_locked(), "write_one_page: page must be locked");
         if wait {
             page.wait_on_writeback();
@@ -135,7 +157,9 @@ impl Engine {
                 Ok(())
             }
             AopResult::Error(e) => Err(e.into()),
-            AopResult::TruncatedPage => unreachable!("checker rejects truncated-page from writepage"),
+            AopResult::TruncatedPage => {
+                unreachable!("checker rejects truncated-page from writepage")
+            }
         }
     }
 }

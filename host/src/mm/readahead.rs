@@ -53,9 +53,16 @@ pub fn get_next_ra_size(cur: u64, max: u64) -> u64 {
 
 /// Models ondemand_readahead's window decision: the window to submit, or
 /// `None` for "just read what was asked" (a random read).
-pub fn ondemand_window(ra: &mut FileRaState, max: u64, hit_marker: bool, index: u64, req: u64) -> Option<(u64, u64, u64)> {
+pub fn ondemand_window(
+    ra: &mut FileRaState,
+    max: u64,
+    hit_marker: bool,
+    index: u64,
+    req: u64,
+) -> Option<(u64, u64, u64)> {
     let req = req.max(1);
-    let sequential_continuation = ra.size > 0 && (index == ra.start + ra.size - ra.async_size || index == ra.start + ra.size);
+    let sequential_continuation =
+        ra.size > 0 && (index == ra.start + ra.size - ra.async_size || index == ra.start + ra.size);
     let window = if index == 0 || req > max {
         initial_window(ra, max, index, req)
     } else if sequential_continuation || hit_marker {
@@ -67,7 +74,10 @@ pub fn ondemand_window(ra: &mut FileRaState, max: u64, hit_marker: bool, index: 
         ra.size = get_next_ra_size(ra.size.max(1), max);
         ra.async_size = ra.size;
         (ra.start, ra.size, ra.async_size)
-    } else if ra.prev_index.is_some_and(|prev| index.saturating_sub(prev) <= 1 && index >= prev) {
+    } else if ra
+        .prev_index
+        .is_some_and(|prev| index.saturating_sub(prev) <= 1 && index >= prev)
+    {
         initial_window(ra, max, index, req)
     } else {
         ra.prev_index = Some(index + req - 1);
@@ -80,7 +90,11 @@ pub fn ondemand_window(ra: &mut FileRaState, max: u64, hit_marker: bool, index: 
 fn initial_window(ra: &mut FileRaState, max: u64, index: u64, req: u64) -> (u64, u64, u64) {
     ra.start = index;
     ra.size = get_init_ra_size(req, max);
-    ra.async_size = if ra.size > req { ra.size - req } else { ra.size };
+    ra.async_size = if ra.size > req {
+        ra.size - req
+    } else {
+        ra.size
+    };
     (ra.start, ra.size, ra.async_size)
 }
 
@@ -91,7 +105,13 @@ impl Engine {
     }
 
     /// Models page_cache_async_readahead: a read hit the PG_readahead marker.
-    pub(crate) fn page_cache_async_readahead(&self, mapping: &AddressSpace, page: &PageRef, index: u64, req: u64) {
+    pub(crate) fn page_cache_async_readahead(
+        &self,
+        mapping: &AddressSpace,
+        page: &PageRef,
+        index: u64,
+        req: u64,
+    ) {
         if !page.test_and_clear(PageFlag::Readahead) || page.is_writeback() {
             return;
         }
@@ -105,7 +125,9 @@ impl Engine {
         }
         let window = ondemand_window(&mut mapping.ra.lock(), max, hit_marker, index, req);
         match window {
-            Some((start, size, async_size)) => self.do_page_cache_readahead(mapping, start, size, async_size),
+            Some((start, size, async_size)) => {
+                self.do_page_cache_readahead(mapping, start, size, async_size)
+            }
             // A random read: read just the pages asked for.
             None => self.do_page_cache_readahead(mapping, index, req.min(max), 0),
         }
@@ -116,7 +138,9 @@ impl Engine {
     /// nr - lookahead, insert them and read them (readpages when the
     /// implementation has it). Results are not reported to the reader.
     fn do_page_cache_readahead(&self, mapping: &AddressSpace, start: u64, nr: u64, lookahead: u64) {
-        let Some(end_index) = mapping.end_index() else { return };
+        let Some(end_index) = mapping.end_index() else {
+            return;
+        };
         let mut pages = Vec::new();
         for i in 0..nr {
             let index = start + i;
@@ -137,7 +161,9 @@ impl Engine {
         if pages.is_empty() {
             return;
         }
-        self.stats().readahead_pages.fetch_add(pages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats()
+            .readahead_pages
+            .fetch_add(pages.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if self.features.readpages && pages.len() > 1 {
             self.read_pages_batch(mapping, &pages);
         } else {
@@ -166,7 +192,10 @@ impl Engine {
             })
         });
         for ((page, seq), ret) in pages.iter().zip(seqs).zip(results) {
-            self.stats().count_aop(AopOp::Readpages, ret.as_ref().ok().map(|r: &AopResult| r.kind()));
+            self.stats().count_aop(
+                AopOp::Readpages,
+                ret.as_ref().ok().map(|r: &AopResult| r.kind()),
+            );
             if let Err(violation) = contract::check(AopOp::Readpages, inode, page, seq, ret) {
                 contract::repair_after_violation(AopOp::Readpages, page, seq);
                 self.record_violation(violation);
@@ -206,7 +235,10 @@ mod tests {
         // The reader hits the marker at start + size - async_size = 1.
         let w = ondemand_window(&mut ra, 32, true, 1, 1).unwrap();
         assert_eq!(w, (4, 8, 8));
-        let mut ra = FileRaState { prev_index: Some(100), ..Default::default() };
+        let mut ra = FileRaState {
+            prev_index: Some(100),
+            ..Default::default()
+        };
         assert_eq!(ondemand_window(&mut ra, 32, false, 500, 2), None);
     }
 }

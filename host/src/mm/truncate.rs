@@ -111,7 +111,10 @@ impl Engine {
             }
         }
         assert!(
-            mapping.lookup_from(start, 1).iter().all(|p| p.index() < start),
+            mapping
+                .lookup_from(start, 1)
+                .iter()
+                .all(|p| p.index() < start),
             "truncate_inode_pages left a page at or past {start}"
         );
     }
@@ -153,14 +156,26 @@ impl Engine {
         let seq = page.lock_seq();
         let inode = mapping.info();
         let ret = self.aops.invalidatepage(inode, page, offset);
-        self.stats().count_aop(AopOp::Invalidatepage, ret.as_ref().ok().map(|_| crate::fs::aops::ResultKind::Ok));
+        self.stats().count_aop(
+            AopOp::Invalidatepage,
+            ret.as_ref().ok().map(|_| crate::fs::aops::ResultKind::Ok),
+        );
         let violation = match ret {
             Err(fault) => Some((fault.kind.to_string(), Rule::PluginFault, fault.message)),
-            Ok(()) if page.lock_seq() != seq => Some(("ok".to_owned(), Rule::PageStaysLocked, String::new())),
+            Ok(()) if page.lock_seq() != seq => {
+                Some(("ok".to_owned(), Rule::PageStaysLocked, String::new()))
+            }
             Ok(()) => None,
         };
         if let Some((returned, rule, detail)) = violation {
-            self.record_violation(ContractViolation { op: AopOp::Invalidatepage, ino: inode.ino, index: page.index(), returned, rule, detail });
+            self.record_violation(ContractViolation {
+                op: AopOp::Invalidatepage,
+                ino: inode.ino,
+                index: page.index(),
+                returned,
+                rule,
+                detail,
+            });
             // The truncate must go on holding the lock it believes it holds.
             if !page.is_locked() || page.lock_seq() != seq {
                 page.lock();
@@ -176,7 +191,9 @@ impl Engine {
     pub fn drop_caches(&self) -> usize {
         let mut freed = 0;
         for ino in self.inos() {
-            let Ok(mapping) = self.mapping(ino) else { continue };
+            let Ok(mapping) = self.mapping(ino) else {
+                continue;
+            };
             let mut next = 0;
             loop {
                 let pages = mapping.lookup_from(next, PAGEVEC_SIZE);
@@ -200,7 +217,9 @@ impl Engine {
                 }
             }
         }
-        self.stats().reclaimed.fetch_add(freed as u64, Ordering::Relaxed);
+        self.stats()
+            .reclaimed
+            .fetch_add(freed as u64, Ordering::Relaxed);
         freed
     }
 }

@@ -81,13 +81,19 @@ impl Engine {
                 Verdict::Freed => {
                     freed += 1;
                     self.stats().reclaimed.fetch_add(1, Ordering::Relaxed);
-                    self.emit(TraceEvent::Reclaim { ino: page.ino(), index: page.index() });
+                    self.emit(TraceEvent::Reclaim {
+                        ino: page.ino(),
+                        index: page.index(),
+                    });
                 }
                 Verdict::Keep => self.lru.putback(&page),
                 Verdict::Activate => {
                     page.test_and_set(PageFlag::Active);
                     self.stats().activations.fetch_add(1, Ordering::Relaxed);
-                    self.emit(TraceEvent::Activate { ino: page.ino(), index: page.index() });
+                    self.emit(TraceEvent::Activate {
+                        ino: page.ino(),
+                        index: page.index(),
+                    });
                     self.lru.putback(&page);
                 }
             }
@@ -166,7 +172,10 @@ impl Engine {
             return Pageout::Clean;
         }
         page.test_and_set(PageFlag::Reclaim);
-        let wbc = WritebackControl { sync_mode: SyncMode::None, for_reclaim: true };
+        let wbc = WritebackControl {
+            sync_mode: SyncMode::None,
+            for_reclaim: true,
+        };
         match self.call_writepage(mapping, page, wbc) {
             Ok(AopResult::WritepageActivate) => {
                 page.test_and_clear(PageFlag::Reclaim);
@@ -184,7 +193,9 @@ impl Engine {
                 page.test_and_clear(PageFlag::Reclaim);
                 Pageout::Success
             }
-            Ok(AopResult::TruncatedPage) => unreachable!("checker rejects truncated-page from writepage"),
+            Ok(AopResult::TruncatedPage) => {
+                unreachable!("checker rejects truncated-page from writepage")
+            }
             Err(e) => {
                 // The checker unlocked the page and re-dirtied it.
                 mapping.set_error(e.errno());
@@ -204,14 +215,30 @@ impl Engine {
         let seq = page.lock_seq();
         let inode = mapping.info();
         let ret = self.aops.releasepage(inode, page);
-        self.stats().count_aop(AopOp::Releasepage, ret.as_ref().ok().map(|_| ResultKind::Ok));
+        self.stats().count_aop(
+            AopOp::Releasepage,
+            ret.as_ref().ok().map(|_| ResultKind::Ok),
+        );
         let (released, violation) = match ret {
             Ok(released) if page.lock_seq() == seq => (released, None),
-            Ok(_) => (false, Some(("ok".to_owned(), Rule::PageStaysLocked, String::new()))),
-            Err(fault) => (false, Some((fault.kind.to_string(), Rule::PluginFault, fault.message))),
+            Ok(_) => (
+                false,
+                Some(("ok".to_owned(), Rule::PageStaysLocked, String::new())),
+            ),
+            Err(fault) => (
+                false,
+                Some((fault.kind.to_string(), Rule::PluginFault, fault.message)),
+            ),
         };
         if let Some((returned, rule, detail)) = violation {
-            self.record_violation(ContractViolation { op: AopOp::Releasepage, ino: inode.ino, index: page.index(), returned, rule, detail });
+            self.record_violation(ContractViolation {
+                op: AopOp::Releasepage,
+                ino: inode.ino,
+                index: page.index(),
+                returned,
+                rule,
+                detail,
+            });
             if !page.is_locked() || page.lock_seq() != seq {
                 page.lock();
             }
