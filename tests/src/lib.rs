@@ -3,6 +3,9 @@
 //! checks that a page is back at its baseline (unlocked, only the page
 //! cache's reference).
 
+pub mod plugins;
+pub use plugins::wasm_ramfs;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! implementations.
 
 pub mod aops;
+pub mod blockfs;
 pub mod contract;
 pub mod memstore;
 pub mod ramfs;

@@ -57,7 +57,7 @@ pub(crate) fn classify(error: wasmtime::Error, state: &mut InstanceState, fuel: 
         };
     }
     let what = match trap {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => root,
     };
     let stderr = stderr_tail(&state.stderr, state.call.stderr_mark, STDERR_QUOTE);
@@ -82,15 +82,35 @@ fn find_trap(error: &wasmtime::Error) -> Option<Trap> {
         .find_map(|cause| cause.downcast_ref::<Trap>().copied())
 }
 
-/// " in FUNCTION" for the innermost named guest frame, if known.
+/// Frames of the guest's runtime rather than its own code: a report names
+/// the innermost frame that is not one of these.
+const RUNTIME_FRAMES: [&str; 8] = [
+    "std::",
+    "core::",
+    "alloc::",
+    "__rust",
+    "rust_panic",
+    "abort",
+    "wit_bindgen",
+    "cabi_",
+];
+
+/// " in FUNCTION" for the innermost named guest frame outside the Rust
+/// runtime (demangled), if known.
 fn guest_location(error: &wasmtime::Error) -> String {
     let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() else {
         return String::new();
     };
-    backtrace
+    let names: Vec<String> = backtrace
         .frames()
         .iter()
-        .find_map(|frame| frame.func_name())
+        .filter_map(|frame| frame.func_name())
+        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+        .collect();
+    let own = names
+        .iter()
+        .find(|name| !RUNTIME_FRAMES.iter().any(|prefix| name.starts_with(prefix)));
+    own.or(names.first())
         .map(|name| format!(" in {name}"))
         .unwrap_or_default()
 }

@@ -80,12 +80,17 @@ pub fn stderr_buffer() -> MemoryOutputPipe {
 }
 
 /// The last `max` bytes the guest wrote to stderr after byte `from`, as
-/// text (for fault reports).
+/// one line of text (for fault reports).
 pub fn stderr_tail(stderr: &MemoryOutputPipe, from: usize, max: usize) -> String {
     let contents = stderr.contents();
     let new = contents.get(from..).unwrap_or_default();
     let start = new.len().saturating_sub(max);
-    String::from_utf8_lossy(&new[start..]).trim().to_owned()
+    let text = String::from_utf8_lossy(&new[start..]);
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// The per-instance memory cap: Wasmtime's [`StoreLimits`] (which trap when

@@ -1,0 +1,159 @@
+//! readpage of one 4 KiB page, native vs WASM, for ramfs and blockfs.
+//!
+//! Each iteration locks a cached page, clears its uptodate bit and calls the
+//! implementation's `readpage` directly (which fills the page and unlocks
+//! it): the aop's own cost plus one page lock, nothing of the read loop.
+//! blockfs runs over real image files in a temporary directory (the data
+//! comes from the host's page cache of the image, as on a warm disk).
+//!
+//! Besides Criterion's report, a summary prints per-page times and the
+//! figures the runtime is held to: WASM - native for ramfs (target < 1 µs)
+//! and WASM / native for blockfs (target <= 1.5x).
+//!
+//! Needs the plugins: run `scripts/build-plugins` first.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aopsfs::fs::blockfs::NativeBlockfs;
+use aopsfs::fs::ramfs::Ramfs;
+use aopsfs::plugin::{PluginOptions, load_plugin};
+use aopsfs::services::BlockDevice;
+use aopsfs::{
+    AddressSpaceOperations, AopResult, Engine, EngineConfig, InodeInfo, PAGE_SIZE, PageRef,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+/// The inode every setup reads.
+const INO: u64 = 7;
+/// Image size: 64 MiB.
+const IMAGE_BYTES: u64 = 64 << 20;
+
+/// One implementation with a cached page of its file to read again and
+/// again.
+struct Subject {
+    label: &'static str,
+    aops: Arc<dyn AddressSpaceOperations>,
+    /// Keeps the page's mapping alive.
+    _engine: Arc<Engine>,
+    page: PageRef,
+    inode: InodeInfo,
+}
+
+impl Subject {
+    /// Put one page of data in the backing store, evict it, then read it
+    /// once through the page cache to get a page to benchmark on.
+    fn new(
+        label: &'static str,
+        aops: Arc<dyn AddressSpaceOperations>,
+        persistent: bool,
+    ) -> Subject {
+        let engine = Engine::new(
+            Arc::clone(&aops),
+            EngineConfig {
+                ra_pages: 0,
+                ..EngineConfig::default()
+            },
+        );
+        if persistent {
+            engine.open(INO);
+            let data: Vec<u8> = (0..PAGE_SIZE).map(|i| (i % 251) as u8 + 1).collect();
+            engine.write(INO, 0, &data).expect("setup write");
+            engine.fsync(INO).expect("setup fsync");
+            engine.drop_caches();
+        } else {
+            engine.open_with_size(INO, PAGE_SIZE as u64);
+        }
+        let page = engine.read_cache_page(INO, 0).expect("setup read");
+        let inode = engine.mapping(INO).expect("inode").info();
+        Subject {
+            label,
+            aops,
+            _engine: engine,
+            page,
+            inode,
+        }
+    }
+
+    /// One readpage of the page.
+    #[inline]
+    fn readpage(&self) {
+        self.page.lock();
+        self.page.clear_uptodate();
+        let result = self.aops.readpage(self.inode, &self.page);
+        assert!(
+            matches!(result, Ok(AopResult::Ok)),
+            "{}: readpage returned {result:?}",
+            self.label
+        );
+        black_box(&self.page);
+    }
+
+    /// Nanoseconds per readpage: the best mean of several timed batches.
+    fn ns_per_page(&self) -> f64 {
+        let iters = 20_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..7 {
+            let start = Instant::now();
+            for _ in 0..iters {
+                self.readpage();
+            }
+            best = best.min(start.elapsed().as_nanos() as f64 / iters as f64);
+        }
+        best
+    }
+}
+
+/// A fresh image file in `dir`.
+fn image(dir: &tempfile::TempDir, name: &str) -> Arc<BlockDevice> {
+    BlockDevice::create(dir.path().join(name), IMAGE_BYTES).expect("create image")
+}
+
+fn subjects(dir: &tempfile::TempDir) -> [Subject; 4] {
+    let wasm_ramfs = load_plugin("ramfs", PluginOptions::default())
+        .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
+    let native_blockfs =
+        NativeBlockfs::mount(image(dir, "native.img")).expect("mount native blockfs");
+    let wasm_blockfs = load_plugin(
+        "blockfs",
+        PluginOptions::default().with_block_device(image(dir, "wasm.img")),
+    )
+    .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
+    [
+        Subject::new("ramfs/native", Arc::new(Ramfs), false),
+        Subject::new("ramfs/wasm", wasm_ramfs, false),
+        Subject::new("blockfs/native", Arc::new(native_blockfs), true),
+        Subject::new("blockfs/wasm", wasm_blockfs, true),
+    ]
+}
+
+fn readpage_per_page(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let subjects = subjects(&dir);
+    let mut group = c.benchmark_group("readpage_4k");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for subject in &subjects {
+        group.bench_function(subject.label, |b| b.iter(|| subject.readpage()));
+    }
+    group.finish();
+
+    let ns: Vec<f64> = subjects.iter().map(Subject::ns_per_page).collect();
+    println!("\nreadpage of one 4 KiB page (best mean of 7 x 20000 calls):");
+    for (subject, ns) in subjects.iter().zip(&ns) {
+        println!("  {:<16} {:>9.1} ns", subject.label, ns);
+    }
+    println!(
+        "  ramfs   WASM - native = {:>7.1} ns  (target < 1000 ns)",
+        ns[1] - ns[0]
+    );
+    println!(
+        "  blockfs WASM / native = {:>7.2} x   (target <= 1.5 x)",
+        ns[3] / ns[2]
+    );
+}
+
+criterion_group!(benches, readpage_per_page);
+criterion_main!(benches);
