@@ -52,7 +52,9 @@ pub fn lock(name: impl Into<String>, mode: LockMode) -> Result<ClusterGuard, Err
 /// Take lock `name` in `mode` if it is free now.
 pub fn try_lock(name: impl Into<String>, mode: LockMode) -> Option<ClusterGuard> {
     let name = name.into();
-    host::trylock(&name, mode).then_some(ClusterGuard { name, mode })
+    // `then`, not `then_some`: a guard built eagerly would be dropped on
+    // failure, releasing a lock this instance never took.
+    host::trylock(&name, mode).then(|| ClusterGuard { name, mode })
 }
 
 /// Take cluster lock `name` while holding the page lock of `page`, the OCFS2

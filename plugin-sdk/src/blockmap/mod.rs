@@ -384,6 +384,7 @@ fn acquire<L: MetaLock + ?Sized>(
             lock.lock(mode).map_err(Error::Lock)?;
             Ok(Some(Held { lock, mode }))
         }
+        // `then`, not `then_some`: a guard built eagerly would unlock on failure.
         Wait::Try => Ok(lock.try_lock(mode).then(|| Held { lock, mode })),
     }
 }
