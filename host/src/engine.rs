@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::VfsError;
 use crate::fs::aops::{
-    AddressSpaceOperations, AopOp, AopResult, AopReturn, Features, InodeInfo, SyncMode,
+    AddressSpaceOperations, AopFault, AopOp, AopResult, AopReturn, Features, InodeInfo, SyncMode,
     WritebackControl,
 };
 use crate::fs::contract::{self, ContractViolation};
@@ -331,6 +331,52 @@ impl Engine {
                 Err(self.record_violation(violation))
             }
         }
+    }
+
+    /// Call an operation that must return with the page still locked
+    /// (invalidatepage, releasepage). A fault or an unlock is recorded as a
+    /// violation and the caller gets the lock back, since it goes on as if
+    /// it held it; returns `None` then.
+    pub(crate) fn call_locked_aop<T>(
+        &self,
+        op: AopOp,
+        mapping: &AddressSpace,
+        page: &Page,
+        call: impl FnOnce(&dyn AddressSpaceOperations, InodeInfo, &Page) -> Result<T, AopFault>,
+    ) -> Option<T> {
+        assert!(page.is_locked(), "{op} called on an unlocked page");
+        let inode = mapping.info();
+        let seq = page.lock_seq();
+        let ret = call(self.aops.as_ref(), inode, page);
+        self.stats.count_aop(
+            op,
+            ret.as_ref().ok().map(|_| crate::fs::aops::ResultKind::Ok),
+        );
+        let (returned, rule, detail) = match ret {
+            Ok(value) if page.lock_seq() == seq => return Some(value),
+            Ok(_) => (
+                "ok".to_owned(),
+                contract::Rule::PageStaysLocked,
+                String::new(),
+            ),
+            Err(fault) => (
+                fault.kind.to_string(),
+                contract::Rule::PluginFault,
+                fault.message,
+            ),
+        };
+        self.record_violation(ContractViolation {
+            op,
+            ino: inode.ino,
+            index: page.index(),
+            returned,
+            rule,
+            detail,
+        });
+        if !page.is_locked() || page.lock_seq() != seq {
+            page.lock();
+        }
+        None
     }
 
     /// ->readpage through the checker.

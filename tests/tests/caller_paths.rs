@@ -485,7 +485,7 @@ fn reclaim_activates_pages_whose_writepage_activates() {
         .stats()
         .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate);
     assert!(
-        activated >= 8 && activated % 8 == 0,
+        activated >= 8 && activated.is_multiple_of(8),
         "every page went through pageout: {activated}"
     );
     let (inactive, active) = engine.lru_sizes();

@@ -159,6 +159,20 @@ impl AddressSpace {
             .collect()
     }
 
+    /// Walk the cached pages with index >= `start` a pagevec at a time (so
+    /// the tree lock is never held while `f` runs), each with a reference
+    /// held while `f` runs.
+    pub fn for_each_page_from(&self, start: u64, mut f: impl FnMut(PageRef)) {
+        const PAGEVEC_SIZE: usize = 14;
+        let mut next = start;
+        loop {
+            let pages = self.lookup_from(next, PAGEVEC_SIZE);
+            let Some(last) = pages.last() else { break };
+            next = last.index() + 1;
+            pages.into_iter().for_each(&mut f);
+        }
+    }
+
     /// Models pagevec_lookup_tag(PAGECACHE_TAG_DIRTY): dirty pages with
     /// index >= `start`.
     pub fn lookup_dirty_from(&self, start: u64, max: usize) -> Vec<PageRef> {

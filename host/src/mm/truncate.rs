@@ -71,23 +71,15 @@ impl Engine {
         let start = lstart.div_ceil(PAGE_SIZE as u64);
 
         // Pass one: the easy pages.
-        let mut next = start;
-        loop {
-            let pages = mapping.lookup_from(next, PAGEVEC_SIZE);
-            let Some(last) = pages.last() else { break };
-            next = last.index() + 1;
-            for page in pages {
-                if !page.trylock() {
-                    continue;
-                }
-                if page.is_writeback() {
-                    page.unlock();
-                    continue;
-                }
-                self.truncate_complete_page(mapping, &page);
-                page.unlock();
+        mapping.for_each_page_from(start, |page| {
+            if !page.trylock() {
+                return;
             }
-        }
+            if !page.is_writeback() {
+                self.truncate_complete_page(mapping, &page);
+            }
+            page.unlock();
+        });
 
         if partial > 0
             && let Some(page) = self.find_lock_page(mapping, start - 1)
@@ -147,39 +139,10 @@ impl Engine {
     /// Models do_invalidatepage: ->invalidatepage, or the default (drop the
     /// private flag). The page is locked and stays locked.
     fn do_invalidatepage(&self, mapping: &AddressSpace, page: &PageRef, offset: u32) {
-        if !self.features.invalidatepage {
-            if offset == 0 {
-                page.set_private(false);
-            }
-            return;
-        }
-        let seq = page.lock_seq();
-        let inode = mapping.info();
-        let ret = self.aops.invalidatepage(inode, page, offset);
-        self.stats().count_aop(
-            AopOp::Invalidatepage,
-            ret.as_ref().ok().map(|_| crate::fs::aops::ResultKind::Ok),
-        );
-        let violation = match ret {
-            Err(fault) => Some((fault.kind.to_string(), Rule::PluginFault, fault.message)),
-            Ok(()) if page.lock_seq() != seq => {
-                Some(("ok".to_owned(), Rule::PageStaysLocked, String::new()))
-            }
-            Ok(()) => None,
-        };
-        if let Some((returned, rule, detail)) = violation {
-            self.record_violation(ContractViolation {
-                op: AopOp::Invalidatepage,
-                ino: inode.ino,
-                index: page.index(),
-                returned,
-                rule,
-                detail,
+        if self.features.invalidatepage {
+            self.call_locked_aop(AopOp::Invalidatepage, mapping, page, |aops, inode, page| {
+                aops.invalidatepage(inode, page, offset)
             });
-            // The truncate must go on holding the lock it believes it holds.
-            if !page.is_locked() || page.lock_seq() != seq {
-                page.lock();
-            }
         }
         if offset == 0 {
             page.set_private(false);
@@ -194,28 +157,24 @@ impl Engine {
             let Ok(mapping) = self.mapping(ino) else {
                 continue;
             };
-            let mut next = 0;
-            loop {
-                let pages = mapping.lookup_from(next, PAGEVEC_SIZE);
-                let Some(last) = pages.last() else { break };
-                next = last.index() + 1;
-                for page in pages {
-                    if !page.trylock() {
-                        continue;
-                    }
-                    if page.has_private() && !self.try_to_release_page(&mapping, &page) {
-                        page.unlock();
-                        continue;
-                    }
-                    // Expected references: the cache's and our lookup's.
-                    if let Some(cache_ref) = mapping.remove_mapping(&page, 2) {
-                        self.page_removed(cache_ref);
-                        page.clear_uptodate();
-                        freed += 1;
-                    }
-                    page.unlock();
+            mapping.for_each_page_from(0, |page| {
+                if !page.trylock() {
+                    return;
                 }
-            }
+                let releasable = !page.has_private() || self.try_to_release_page(&mapping, &page);
+                // Expected references: the cache's and our lookup's.
+                let removed = if releasable {
+                    mapping.remove_mapping(&page, 2)
+                } else {
+                    None
+                };
+                if let Some(cache_ref) = removed {
+                    self.page_removed(cache_ref);
+                    page.clear_uptodate();
+                    freed += 1;
+                }
+                page.unlock();
+            });
         }
         self.stats()
             .reclaimed

@@ -8,8 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::engine::Engine;
-use crate::fs::aops::{AopOp, AopResult, ResultKind, SyncMode, WritebackControl};
-use crate::fs::contract::{ContractViolation, Rule};
+use crate::fs::aops::{AopOp, AopResult, SyncMode, WritebackControl};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::page::{PageFlag, PageRef};
 use crate::trace::TraceEvent;
@@ -208,41 +207,12 @@ impl Engine {
     /// Models try_to_release_page: ->releasepage for a page with private
     /// state (default: yes). The page is locked and stays locked.
     pub(crate) fn try_to_release_page(&self, mapping: &AddressSpace, page: &PageRef) -> bool {
-        if !self.features.releasepage {
-            page.set_private(false);
-            return true;
-        }
-        let seq = page.lock_seq();
-        let inode = mapping.info();
-        let ret = self.aops.releasepage(inode, page);
-        self.stats().count_aop(
-            AopOp::Releasepage,
-            ret.as_ref().ok().map(|_| ResultKind::Ok),
-        );
-        let (released, violation) = match ret {
-            Ok(released) if page.lock_seq() == seq => (released, None),
-            Ok(_) => (
-                false,
-                Some(("ok".to_owned(), Rule::PageStaysLocked, String::new())),
-            ),
-            Err(fault) => (
-                false,
-                Some((fault.kind.to_string(), Rule::PluginFault, fault.message)),
-            ),
-        };
-        if let Some((returned, rule, detail)) = violation {
-            self.record_violation(ContractViolation {
-                op: AopOp::Releasepage,
-                ino: inode.ino,
-                index: page.index(),
-                returned,
-                rule,
-                detail,
-            });
-            if !page.is_locked() || page.lock_seq() != seq {
-                page.lock();
-            }
-        }
+        let released = !self.features.releasepage
+            || self
+                .call_locked_aop(AopOp::Releasepage, mapping, page, |aops, inode, page| {
+                    aops.releasepage(inode, page)
+                })
+                .unwrap_or(false);
         if released {
             page.set_private(false);
         }
