@@ -83,6 +83,9 @@ pub struct BlockfsMountError {
 /// The native blockfs address-space operations.
 pub struct NativeBlockfs {
     map: BlockMap<DeviceIo, LocalLock>,
+    /// Flush the device after each data-integrity (fsync) writepage, like
+    /// the plugin's `flush-on-sync` option.
+    flush_on_sync: bool,
 }
 
 impl NativeBlockfs {
@@ -91,7 +94,18 @@ impl NativeBlockfs {
         let image = device.path().display().to_string();
         let map = BlockMap::open(DeviceIo(device), LocalLock::new())
             .map_err(|error| BlockfsMountError { image, error })?;
-        Ok(NativeBlockfs { map })
+        Ok(NativeBlockfs {
+            map,
+            flush_on_sync: false,
+        })
+    }
+
+    /// Flush the device after each fsync writepage (off by default, as in
+    /// the plugin: the contract has no "sync done" call, so this costs one
+    /// device flush per page).
+    pub fn with_flush_on_sync(mut self, flush_on_sync: bool) -> Self {
+        self.flush_on_sync = flush_on_sync;
+        self
     }
 
     /// The device.
@@ -146,7 +160,8 @@ impl AddressSpaceOperations for NativeBlockfs {
     }
 
     /// Store the page's bytes below i_size.
-    /// Data-integrity writeback (fsync) also makes the write durable.
+    /// With `flush_on_sync`, data-integrity writeback (fsync) also flushes
+    /// the device.
     fn writepage(&self, inode: InodeInfo, page: &Page, wbc: WritebackControl) -> AopReturn {
         let data = page.snapshot();
         let (ino, index, size) = (inode.ino, page.index(), inode.size);
@@ -159,7 +174,10 @@ impl AddressSpaceOperations for NativeBlockfs {
         } else {
             page.unlock();
         }
-        if wbc.sync_mode == SyncMode::All && matches!(outcome, Ok(WriteOutcome::Written)) {
+        if self.flush_on_sync
+            && wbc.sync_mode == SyncMode::All
+            && matches!(outcome, Ok(WriteOutcome::Written))
+        {
             outcome = self.map.flush().map(|()| WriteOutcome::Written);
         }
         Ok(match outcome {

@@ -52,10 +52,24 @@ struct Holds {
 
 /// Unlocking a lock the holder does not hold.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("cluster lock {name:?} is not held by {holder}")]
+#[error("cluster lock {name:?} is not held by {holder} (held by {})", describe_holders(.held_by))]
 pub struct LockNotHeld {
     pub name: String,
     pub holder: HolderId,
+    /// Who does hold it, and how.
+    pub held_by: Vec<(HolderId, LockMode)>,
+}
+
+/// "holder#2 exclusive, holder#5 shared" or "nobody".
+fn describe_holders(holders: &[(HolderId, LockMode)]) -> String {
+    if holders.is_empty() {
+        return "nobody".to_owned();
+    }
+    let each: Vec<String> = holders
+        .iter()
+        .map(|(h, mode)| format!("{h} {mode:?}").to_lowercase())
+        .collect();
+    each.join(", ")
 }
 
 /// Counters for reports and tests.
@@ -107,6 +121,31 @@ impl Table {
             LockMode::Exclusive => holds.exclusive += 1,
         }
     }
+}
+
+/// The holders of `name` in `table` and their strongest mode, sorted.
+fn holders_of(table: &Table, name: &str) -> Vec<(HolderId, LockMode)> {
+    let mut out: Vec<(HolderId, LockMode)> = table
+        .locks
+        .get(name)
+        .map(|holders| {
+            holders
+                .iter()
+                .map(|(h, holds)| {
+                    (
+                        *h,
+                        if holds.exclusive > 0 {
+                            LockMode::Exclusive
+                        } else {
+                            LockMode::Shared
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|(h, _)| *h);
+    out
 }
 
 /// The DLM shared by every instance of a plugin and by simulated nodes.
@@ -222,12 +261,21 @@ impl ClusterLockService {
     /// Release one hold of `name` by `holder` (an exclusive one first).
     pub fn unlock(&self, holder: HolderId, name: &str) -> Result<(), LockNotHeld> {
         let mut table = self.table.lock();
-        let not_held = || LockNotHeld {
-            name: name.to_owned(),
-            holder,
+        let Some(holders) = table.locks.get_mut(name) else {
+            return Err(LockNotHeld {
+                name: name.to_owned(),
+                holder,
+                held_by: Vec::new(),
+            });
         };
-        let holders = table.locks.get_mut(name).ok_or_else(not_held)?;
-        let holds = holders.get_mut(&holder).ok_or_else(not_held)?;
+        let Some(holds) = holders.get_mut(&holder) else {
+            let held_by = holders_of(&table, name);
+            return Err(LockNotHeld {
+                name: name.to_owned(),
+                holder,
+                held_by,
+            });
+        };
         if holds.exclusive > 0 {
             holds.exclusive -= 1;
         } else {
