@@ -425,12 +425,12 @@ mod tests {
         );
         assert!(!dlm.trylock(a, "inode:1", LockMode::Shared));
         assert_eq!(dlm.holders("inode:1"), vec![(b, LockMode::Exclusive)]);
-        assert_eq!(
-            dlm.unlock(a, "inode:1"),
-            Err(LockNotHeld {
-                name: "inode:1".into(),
-                holder: a
-            })
+        let err = dlm.unlock(a, "inode:1").unwrap_err();
+        assert_eq!((err.name.as_str(), err.holder), ("inode:1", a));
+        assert_eq!(err.held_by, vec![(b, LockMode::Exclusive)]);
+        assert!(
+            err.to_string().contains("held by holder#2 exclusive"),
+            "{err}"
         );
     }
 
