@@ -61,9 +61,10 @@
 //! `f` covers bytes `f * block_size ..`; a page is `4096 / block_size`
 //! consecutive file blocks. With 4 KiB blocks a file maps
 //! `9 + 1024 + 1024² + 1024³` blocks (just over 4 TiB); past that a write
-//! fails with EFBIG. Records are never moved or deleted (a file truncated to
-//! zero keeps its empty record), which is what lets readers probe without a
-//! lock.
+//! fails with EFBIG. Records are never moved and slots never become empty
+//! again, which is what lets readers probe without a lock; a record whose
+//! file has no blocks left (truncated to zero) is taken over by the next
+//! new inode whose probe sequence passes it.
 //!
 //! # Concurrency: instances, locks and what readers may assume
 //!
@@ -807,8 +808,13 @@ impl<D: BlockIo, L: MetaLock> BlockMap<D, L> {
         Ok(None)
     }
 
-    /// Find the record of `ino` or claim the first empty slot of its probe
-    /// sequence for it (exclusive lock held). Returns whether it is new.
+    /// Find the record of `ino`, or claim a slot of its probe sequence for
+    /// it (exclusive lock held): the first record whose file has no blocks
+    /// left (any reader of that file finds no record or an empty one, zeros
+    /// either way, and the slot stays occupied, so no probe sequence breaks),
+    /// else the first empty slot. The whole sequence up to an empty slot is
+    /// searched first, so an inode never gets two records. Returns whether
+    /// the record is new.
     fn find_or_create_record(
         &self,
         blocks: &mut Blocks<'_, D>,
@@ -816,6 +822,8 @@ impl<D: BlockIo, L: MetaLock> BlockMap<D, L> {
     ) -> Result<(Record, bool), Error> {
         let geo = &self.geo;
         let mut slot = geo.home_slot(ino);
+        let mut reusable = None;
+        let mut empty = None;
         for _ in 0..geo.inode_slots {
             let (block, offset) = geo.slot_position(slot);
             match decode_slot(&blocks.get(block)?[offset..offset + RECORD_SIZE], slot) {
@@ -826,20 +834,29 @@ impl<D: BlockIo, L: MetaLock> BlockMap<D, L> {
                     });
                 }
                 Slot::Empty => {
-                    return Ok((
-                        Record {
-                            slot,
-                            ino,
-                            ptrs: [0; ROOTS],
-                        },
-                        true,
-                    ));
+                    empty = Some(slot);
+                    break;
                 }
                 Slot::Used(rec) if rec.ino == ino => return Ok((rec, false)),
-                Slot::Used(_) => slot = (slot + 1) % geo.inode_slots,
+                Slot::Used(rec) => {
+                    if reusable.is_none() && rec.ptrs.iter().all(|&p| p == 0) {
+                        reusable = Some(slot);
+                    }
+                }
             }
+            slot = (slot + 1) % geo.inode_slots;
         }
-        Err(Error::NoSpace("the inode table is full"))
+        match reusable.or(empty) {
+            Some(slot) => Ok((
+                Record {
+                    slot,
+                    ino,
+                    ptrs: [0; ROOTS],
+                },
+                true,
+            )),
+            None => Err(Error::NoSpace("the inode table is full")),
+        }
     }
 
     fn put_record(&self, blocks: &mut Blocks<'_, D>, rec: &Record) -> Result<(), Error> {
