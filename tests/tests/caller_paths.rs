@@ -23,6 +23,23 @@ fn error(e: Errno) -> Action {
     Action::Return(AopResult::Error(e))
 }
 
+/// Run a ramfs test on the native ramfs and on the WASM ramfs plugin: both
+/// must pass the same assertions and end with identical aop statistics.
+fn on_native_and_wasm_ramfs(
+    test: impl Fn(Arc<dyn aopsfs::AddressSpaceOperations>) -> aopsfs::stats::StatsSnapshot,
+) {
+    let native = test(native_ramfs());
+    let wasm = test(aopsfs_tests::plugins::wasm_ramfs());
+    assert_eq!(
+        native.aop_calls, wasm.aop_calls,
+        "native and WASM ramfs made different aop calls"
+    );
+    assert_eq!(
+        native, wasm,
+        "native and WASM ramfs ended with different statistics"
+    );
+}
+
 // ---- do_generic_mapping_read ---------------------------------------------
 
 #[test]
@@ -442,60 +459,66 @@ fn buffered_write_livelock_is_reported_after_the_bound() {
 
 #[test]
 fn pageout_activates_on_writepage_activate() {
-    let engine = engine_no_ra(native_ramfs());
-    engine.open(INO);
-    engine.write(INO, 0, &pattern(17, PAGE_SIZE)).unwrap();
-    let mapping = engine.mapping(INO).unwrap();
-    let page = mapping.find_get_page(0).unwrap();
-    assert!(page.trylock());
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = engine_no_ra(ramfs.clone());
+        engine.open(INO);
+        engine.write(INO, 0, &pattern(17, PAGE_SIZE)).unwrap();
+        let mapping = engine.mapping(INO).unwrap();
+        let page = mapping.find_get_page(0).unwrap();
+        assert!(page.trylock());
 
-    assert_eq!(engine.pageout(&mapping, &page), Pageout::Activate);
-    assert!(
-        page.is_locked(),
-        "writepage-activate returns with the page still locked"
-    );
-    assert!(page.is_dirty(), "and dirty again");
-    assert!(
-        !page.test(aopsfs::mm::page::PageFlag::Reclaim),
-        "pageout clears PG_reclaim"
-    );
-    page.unlock();
-    drop(page);
-    assert_page_baseline(&engine, INO, 0);
+        assert_eq!(engine.pageout(&mapping, &page), Pageout::Activate);
+        assert!(
+            page.is_locked(),
+            "writepage-activate returns with the page still locked"
+        );
+        assert!(page.is_dirty(), "and dirty again");
+        assert!(
+            !page.test(aopsfs::mm::page::PageFlag::Reclaim),
+            "pageout clears PG_reclaim"
+        );
+        page.unlock();
+        drop(page);
+        assert_page_baseline(&engine, INO, 0);
+        engine.stats().snapshot()
+    });
 }
 
 #[test]
 fn reclaim_activates_pages_whose_writepage_activates() {
-    let engine = Engine::new(
-        native_ramfs(),
-        EngineConfig {
-            ra_pages: 0,
-            ..EngineConfig::default()
-        },
-    );
-    engine.open(INO);
-    let data = pattern(18, 8 * PAGE_SIZE);
-    engine.write(INO, 0, &data).unwrap();
-    assert_eq!(
-        engine.try_to_free_pages(8),
-        0,
-        "ramfs pages cannot be freed"
-    );
-    let activated = engine
-        .stats()
-        .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate);
-    assert!(
-        activated >= 8 && activated.is_multiple_of(8),
-        "every page went through pageout: {activated}"
-    );
-    let (inactive, active) = engine.lru_sizes();
-    assert_eq!(
-        (inactive, active),
-        (0, 8),
-        "every page moved to the active list"
-    );
-    assert_eq!(read(&engine, INO, 0, 8 * PAGE_SIZE).unwrap(), data);
-    assert_all_pages_baseline(&engine);
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = Engine::new(
+            ramfs.clone(),
+            EngineConfig {
+                ra_pages: 0,
+                ..EngineConfig::default()
+            },
+        );
+        engine.open(INO);
+        let data = pattern(18, 8 * PAGE_SIZE);
+        engine.write(INO, 0, &data).unwrap();
+        assert_eq!(
+            engine.try_to_free_pages(8),
+            0,
+            "ramfs pages cannot be freed"
+        );
+        let activated = engine
+            .stats()
+            .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate);
+        assert!(
+            activated >= 8 && activated.is_multiple_of(8),
+            "every page went through pageout: {activated}"
+        );
+        let (inactive, active) = engine.lru_sizes();
+        assert_eq!(
+            (inactive, active),
+            (0, 8),
+            "every page moved to the active list"
+        );
+        assert_eq!(read(&engine, INO, 0, 8 * PAGE_SIZE).unwrap(), data);
+        assert_all_pages_baseline(&engine);
+        engine.stats().snapshot()
+    });
 }
 
 #[test]
@@ -545,25 +568,28 @@ fn pageout_error_is_reported_by_the_next_fsync() {
 
 #[test]
 fn mapping_writeback_treats_activate_as_not_an_error() {
-    let engine = engine_no_ra(native_ramfs());
-    engine.open(INO);
-    engine.write(INO, 0, &pattern(21, 5 * PAGE_SIZE)).unwrap();
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = engine_no_ra(ramfs.clone());
+        engine.open(INO);
+        engine.write(INO, 0, &pattern(21, 5 * PAGE_SIZE)).unwrap();
 
-    assert_eq!(engine.writeback(INO, aopsfs::SyncMode::None), Ok(()));
-    assert_eq!(
-        engine
-            .stats()
-            .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate),
-        5,
-        "went on with every page"
-    );
-    assert_eq!(engine.fsync(INO), Ok(()), "no error was recorded for fsync");
-    for index in 0..5 {
-        let page = engine.mapping(INO).unwrap().find_get_page(index).unwrap();
-        assert!(page.is_dirty(), "the page stays dirty");
-        drop(page);
-        assert_page_baseline(&engine, INO, index);
-    }
+        assert_eq!(engine.writeback(INO, aopsfs::SyncMode::None), Ok(()));
+        assert_eq!(
+            engine
+                .stats()
+                .aop_calls(AopOp::Writepage, ResultKind::WritepageActivate),
+            5,
+            "went on with every page"
+        );
+        assert_eq!(engine.fsync(INO), Ok(()), "no error was recorded for fsync");
+        for index in 0..5 {
+            let page = engine.mapping(INO).unwrap().find_get_page(index).unwrap();
+            assert!(page.is_dirty(), "the page stays dirty");
+            drop(page);
+            assert_page_baseline(&engine, INO, index);
+        }
+        engine.stats().snapshot()
+    });
 }
 
 #[test]
@@ -596,21 +622,24 @@ fn mapping_writeback_records_errors_and_continues() {
 
 #[test]
 fn write_one_page_unlocks_on_activate() {
-    let engine = engine_no_ra(native_ramfs());
-    engine.open(INO);
-    engine.write(INO, 0, &pattern(23, 10)).unwrap();
-    let mapping = engine.mapping(INO).unwrap();
-    let page = engine.find_lock_page(&mapping, 0).unwrap();
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = engine_no_ra(ramfs.clone());
+        engine.open(INO);
+        engine.write(INO, 0, &pattern(23, 10)).unwrap();
+        let mapping = engine.mapping(INO).unwrap();
+        let page = engine.find_lock_page(&mapping, 0).unwrap();
 
-    assert_eq!(
-        engine.write_one_page(&mapping, &page, true),
-        Ok(()),
-        "activate is not an error and not a positive value"
-    );
-    assert!(!page.is_locked(), "the page lock must not leak");
-    assert!(page.is_dirty());
-    drop(page);
-    assert_page_baseline(&engine, INO, 0);
+        assert_eq!(
+            engine.write_one_page(&mapping, &page, true),
+            Ok(()),
+            "activate is not an error and not a positive value"
+        );
+        assert!(!page.is_locked(), "the page lock must not leak");
+        assert!(page.is_dirty());
+        drop(page);
+        assert_page_baseline(&engine, INO, 0);
+        engine.stats().snapshot()
+    });
 }
 
 #[test]
@@ -828,54 +857,60 @@ fn rule_plugin_fault() {
 
 #[test]
 fn truncate_zeroes_the_partial_page_and_drops_pages_past_eof() {
-    let engine = engine_no_ra(native_ramfs());
-    engine.open(INO);
-    let data = pattern(29, 3 * PAGE_SIZE);
-    engine.write(INO, 0, &data).unwrap();
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = engine_no_ra(ramfs.clone());
+        engine.open(INO);
+        let data = pattern(29, 3 * PAGE_SIZE);
+        engine.write(INO, 0, &data).unwrap();
 
-    engine.truncate(INO, PAGE_SIZE as u64 + 100).unwrap();
-    let mapping = engine.mapping(INO).unwrap();
-    assert!(
-        mapping.find_get_page(2).is_none(),
-        "the page wholly past EOF is gone"
-    );
-    let partial = mapping.find_get_page(1).unwrap();
-    assert!(
-        partial.snapshot()[100..].iter().all(|&b| b == 0),
-        "the partial page is zeroed past EOF"
-    );
-    drop(partial);
-    engine.truncate(INO, 3 * PAGE_SIZE as u64).unwrap();
-    let mut expected = data[..PAGE_SIZE + 100].to_vec();
-    expected.resize(3 * PAGE_SIZE, 0);
-    assert_eq!(read(&engine, INO, 0, 3 * PAGE_SIZE).unwrap(), expected);
-    assert_all_pages_baseline(&engine);
+        engine.truncate(INO, PAGE_SIZE as u64 + 100).unwrap();
+        let mapping = engine.mapping(INO).unwrap();
+        assert!(
+            mapping.find_get_page(2).is_none(),
+            "the page wholly past EOF is gone"
+        );
+        let partial = mapping.find_get_page(1).unwrap();
+        assert!(
+            partial.snapshot()[100..].iter().all(|&b| b == 0),
+            "the partial page is zeroed past EOF"
+        );
+        drop(partial);
+        engine.truncate(INO, 3 * PAGE_SIZE as u64).unwrap();
+        let mut expected = data[..PAGE_SIZE + 100].to_vec();
+        expected.resize(3 * PAGE_SIZE, 0);
+        assert_eq!(read(&engine, INO, 0, 3 * PAGE_SIZE).unwrap(), expected);
+        assert_all_pages_baseline(&engine);
+        engine.stats().snapshot()
+    });
 }
 
 #[test]
 fn truncate_waits_for_a_locked_page_in_its_second_pass() {
-    let engine = engine_no_ra(native_ramfs());
-    engine.open(INO);
-    engine.write(INO, 0, &pattern(30, 2 * PAGE_SIZE)).unwrap();
-    let mapping = engine.mapping(INO).unwrap();
-    let held = engine.find_lock_page(&mapping, 1).unwrap();
-    let truncater = {
-        let engine = engine.clone();
-        std::thread::spawn(move || engine.truncate(INO, 0))
-    };
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    assert!(!truncater.is_finished(), "pass two sleeps on the page lock");
-    assert!(
-        mapping.find_get_page(0).is_none(),
-        "pass one already removed the unlocked page"
-    );
-    held.unlock();
-    truncater.join().unwrap().unwrap();
-    assert!(
-        !held.is_mapped(),
-        "the page was removed once its lock was free"
-    );
-    assert_eq!(engine.nr_pages(), 0);
+    on_native_and_wasm_ramfs(|ramfs| {
+        let engine = engine_no_ra(ramfs.clone());
+        engine.open(INO);
+        engine.write(INO, 0, &pattern(30, 2 * PAGE_SIZE)).unwrap();
+        let mapping = engine.mapping(INO).unwrap();
+        let held = engine.find_lock_page(&mapping, 1).unwrap();
+        let truncater = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.truncate(INO, 0))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!truncater.is_finished(), "pass two sleeps on the page lock");
+        assert!(
+            mapping.find_get_page(0).is_none(),
+            "pass one already removed the unlocked page"
+        );
+        held.unlock();
+        truncater.join().unwrap().unwrap();
+        assert!(
+            !held.is_mapped(),
+            "the page was removed once its lock was free"
+        );
+        assert_eq!(engine.nr_pages(), 0);
+        engine.stats().snapshot()
+    });
 }
 
 // ---- readahead ------------------------------------------------------------------------

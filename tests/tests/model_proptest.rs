@@ -217,6 +217,20 @@ proptest! {
     }
 
     #[test]
+    fn wasm_ramfs_matches_the_model_exactly_like_native_ramfs(
+        ops in prop::collection::vec(op_strategy(), 1..80),
+        ra in prop_oneof![Just(0u64), Just(4), Just(32)],
+    ) {
+        // The same sequence on both: each matches the model, and the engine
+        // made exactly the same aop calls with the same results.
+        let native = limited(native_ramfs(), ra);
+        run(&native, &mut Model::default(), &ops)?;
+        let wasm = limited(aopsfs_tests::plugins::wasm_ramfs(), ra);
+        run(&wasm, &mut Model::default(), &ops)?;
+        prop_assert_eq!(native.stats().snapshot(), wasm.stats().snapshot());
+    }
+
+    #[test]
     fn persistent_store_matches_the_model_and_survives_remount(ops in prop::collection::vec(op_strategy(), 1..120), ra in prop_oneof![Just(0u64), Just(4), Just(32)]) {
         let (store, aops) = native_memstore();
         let engine = limited(aops, ra);
