@@ -39,6 +39,8 @@ struct Subject {
     _engine: Arc<Engine>,
     page: PageRef,
     inode: InodeInfo,
+    /// The image, for blockfs: to count device reads per readpage.
+    device: Option<Arc<BlockDevice>>,
 }
 
 impl Subject {
@@ -47,8 +49,9 @@ impl Subject {
     fn new(
         label: &'static str,
         aops: Arc<dyn AddressSpaceOperations>,
-        persistent: bool,
+        device: Option<Arc<BlockDevice>>,
     ) -> Subject {
+        let persistent = device.is_some();
         let engine = Engine::new(
             Arc::clone(&aops),
             EngineConfig {
@@ -73,6 +76,7 @@ impl Subject {
             _engine: engine,
             page,
             inode,
+            device,
         }
     }
 
@@ -88,6 +92,19 @@ impl Subject {
             self.label
         );
         black_box(&self.page);
+    }
+
+    /// ", N device reads per readpage" for blockfs.
+    fn io_per_page(&self) -> String {
+        let Some(device) = &self.device else {
+            return String::new();
+        };
+        let before = device.stats().reads;
+        for _ in 0..100 {
+            self.readpage();
+        }
+        let reads = device.stats().reads - before;
+        format!("  ({:.1} block reads per readpage)", reads as f64 / 100.0)
     }
 
     /// Nanoseconds per readpage: the best mean of several timed batches.
@@ -113,24 +130,57 @@ fn image(dir: &tempfile::TempDir, name: &str) -> Arc<BlockDevice> {
 fn subjects(dir: &tempfile::TempDir) -> [Subject; 4] {
     let wasm_ramfs = load_plugin("ramfs", PluginOptions::default())
         .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
+    let (native_image, wasm_image) = (image(dir, "native.img"), image(dir, "wasm.img"));
     let native_blockfs =
-        NativeBlockfs::mount(image(dir, "native.img")).expect("mount native blockfs");
+        NativeBlockfs::mount(Arc::clone(&native_image)).expect("mount native blockfs");
     let wasm_blockfs = load_plugin(
         "blockfs",
-        PluginOptions::default().with_block_device(image(dir, "wasm.img")),
+        PluginOptions::default().with_block_device(Arc::clone(&wasm_image)),
     )
     .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
     [
-        Subject::new("ramfs/native", Arc::new(Ramfs), false),
-        Subject::new("ramfs/wasm", wasm_ramfs, false),
-        Subject::new("blockfs/native", Arc::new(native_blockfs), true),
-        Subject::new("blockfs/wasm", wasm_blockfs, true),
+        Subject::new("ramfs/native", Arc::new(Ramfs), None),
+        Subject::new("ramfs/wasm", wasm_ramfs, None),
+        Subject::new(
+            "blockfs/native",
+            Arc::new(native_blockfs),
+            Some(native_image),
+        ),
+        Subject::new("blockfs/wasm", wasm_blockfs, Some(wasm_image)),
     ]
+}
+
+/// `AOPSFS_BENCH_PROFILE=LABEL`: run only that subject's readpage in a
+/// loop for a few seconds (for `perf record`), skipping Criterion.
+fn profile_only(subjects: &[Subject]) -> bool {
+    let Ok(label) = std::env::var("AOPSFS_BENCH_PROFILE") else {
+        return false;
+    };
+    let subject = subjects
+        .iter()
+        .find(|s| s.label == label)
+        .unwrap_or_else(|| panic!("no subject {label:?}"));
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_secs(5) {
+        for _ in 0..1000 {
+            subject.readpage();
+        }
+        calls += 1000;
+    }
+    println!(
+        "{label}: {:.1} ns per readpage",
+        start.elapsed().as_nanos() as f64 / calls as f64
+    );
+    true
 }
 
 fn readpage_per_page(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let subjects = subjects(&dir);
+    if profile_only(&subjects) {
+        return;
+    }
     let mut group = c.benchmark_group("readpage_4k");
     group
         .warm_up_time(Duration::from_secs(1))
@@ -143,7 +193,12 @@ fn readpage_per_page(c: &mut Criterion) {
     let ns: Vec<f64> = subjects.iter().map(Subject::ns_per_page).collect();
     println!("\nreadpage of one 4 KiB page (best mean of 7 x 20000 calls):");
     for (subject, ns) in subjects.iter().zip(&ns) {
-        println!("  {:<16} {:>9.1} ns", subject.label, ns);
+        println!(
+            "  {:<16} {:>9.1} ns{}",
+            subject.label,
+            ns,
+            subject.io_per_page()
+        );
     }
     println!(
         "  ramfs   WASM - native = {:>7.1} ns  (target < 1000 ns)",

@@ -163,11 +163,7 @@ impl WasmAops {
         &self,
         op: AopOp,
         pages: &[&Page],
-        f: impl FnOnce(
-            &AopsPlugin,
-            &mut Store<InstanceState>,
-            &[Resource<PageHandle>],
-        ) -> wasmtime::Result<R>,
+        f: impl FnOnce(&AopsPlugin, &mut Store<InstanceState>) -> wasmtime::Result<R>,
     ) -> Result<R, AopFault> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = match self.pool.take() {
@@ -206,14 +202,9 @@ fn result_from_wit(result: WitAopResult) -> AopResult {
     }
 }
 
-/// A fresh borrow of the first lent page.
-fn first(handles: &[Resource<PageHandle>]) -> Resource<PageHandle> {
-    assert_eq!(
-        handles.len(),
-        1,
-        "a single-page operation lends exactly one page"
-    );
-    Resource::new_borrow(handles[0].rep())
+/// A borrow of the page a single-page operation lends (rep 0).
+fn the_page() -> Resource<PageHandle> {
+    Resource::new_borrow(0)
 }
 
 impl AddressSpaceOperations for WasmAops {
@@ -226,20 +217,19 @@ impl AddressSpaceOperations for WasmAops {
     }
 
     fn readpage(&self, inode: InodeInfo, page: &Page) -> AopReturn {
-        self.run(AopOp::Readpage, &[page], |plugin, store, handles| {
+        self.run(AopOp::Readpage, &[page], |plugin, store| {
             plugin
                 .aopsfs_vfs_aops()
-                .call_readpage(store, inode_to_wit(inode), first(handles))
+                .call_readpage(store, inode_to_wit(inode), the_page())
         })
         .map(result_from_wit)
     }
 
     fn readpages(&self, inode: InodeInfo, pages: &[&Page]) -> Vec<AopReturn> {
-        let results = self.run(AopOp::Readpages, pages, |plugin, store, handles| {
-            let borrows: Vec<Resource<PageHandle>> = handles
-                .iter()
-                .map(|h| Resource::new_borrow(h.rep()))
-                .collect();
+        let results = self.run(AopOp::Readpages, pages, |plugin, store| {
+            // The lent pages are reps 0..n, in order.
+            let borrows: Vec<Resource<PageHandle>> =
+                (0..pages.len() as u32).map(Resource::new_borrow).collect();
             plugin
                 .aopsfs_vfs_aops()
                 .call_readpages(store, inode_to_wit(inode), &borrows)
@@ -273,20 +263,20 @@ impl AddressSpaceOperations for WasmAops {
             },
             for_reclaim: wbc.for_reclaim,
         };
-        self.run(AopOp::Writepage, &[page], |plugin, store, handles| {
+        self.run(AopOp::Writepage, &[page], |plugin, store| {
             plugin
                 .aopsfs_vfs_aops()
-                .call_writepage(store, inode_to_wit(inode), first(handles), wbc)
+                .call_writepage(store, inode_to_wit(inode), the_page(), wbc)
         })
         .map(result_from_wit)
     }
 
     fn prepare_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn {
-        self.run(AopOp::PrepareWrite, &[page], |plugin, store, handles| {
+        self.run(AopOp::PrepareWrite, &[page], |plugin, store| {
             plugin.aopsfs_vfs_aops().call_prepare_write(
                 store,
                 inode_to_wit(inode),
-                first(handles),
+                the_page(),
                 from,
                 to,
             )
@@ -295,11 +285,11 @@ impl AddressSpaceOperations for WasmAops {
     }
 
     fn commit_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn {
-        self.run(AopOp::CommitWrite, &[page], |plugin, store, handles| {
+        self.run(AopOp::CommitWrite, &[page], |plugin, store| {
             plugin.aopsfs_vfs_aops().call_commit_write(
                 store,
                 inode_to_wit(inode),
-                first(handles),
+                the_page(),
                 from,
                 to,
             )
@@ -308,26 +298,26 @@ impl AddressSpaceOperations for WasmAops {
     }
 
     fn invalidatepage(&self, inode: InodeInfo, page: &Page, offset: u32) -> Result<(), AopFault> {
-        self.run(AopOp::Invalidatepage, &[page], |plugin, store, handles| {
+        self.run(AopOp::Invalidatepage, &[page], |plugin, store| {
             plugin.aopsfs_vfs_aops().call_invalidatepage(
                 store,
                 inode_to_wit(inode),
-                first(handles),
+                the_page(),
                 offset,
             )
         })
     }
 
     fn releasepage(&self, inode: InodeInfo, page: &Page) -> Result<bool, AopFault> {
-        self.run(AopOp::Releasepage, &[page], |plugin, store, handles| {
+        self.run(AopOp::Releasepage, &[page], |plugin, store| {
             plugin
                 .aopsfs_vfs_aops()
-                .call_releasepage(store, inode_to_wit(inode), first(handles))
+                .call_releasepage(store, inode_to_wit(inode), the_page())
         })
     }
 
     fn truncate(&self, inode: InodeInfo) -> Result<Result<(), Errno>, AopFault> {
-        self.run(AopOp::Truncate, &[], |plugin, store, _| {
+        self.run(AopOp::Truncate, &[], |plugin, store| {
             plugin
                 .aopsfs_vfs_aops()
                 .call_truncate(store, inode_to_wit(inode))

@@ -60,7 +60,7 @@ pub(crate) fn classify(error: wasmtime::Error, state: &mut InstanceState, fuel: 
         Some(trap) => trap.to_string(),
         None => root,
     };
-    let stderr = stderr_tail(&state.stderr, state.call.stderr_mark, STDERR_QUOTE);
+    let stderr = stderr_tail(&state.stderr, STDERR_QUOTE);
     let stderr = if stderr.is_empty() {
         String::new()
     } else {

@@ -102,7 +102,7 @@ impl cluster_lock::Host for InstanceState {
         name: String,
         lock_mode: cluster_lock::LockMode,
     ) -> wasmtime::Result<Result<(), types::Errno>> {
-        if let Some((ino, index)) = self.call.lent.iter().find_map(|lent| lent.still_held()) {
+        if let Some((ino, index)) = self.call.pages.iter().find_map(|page| page.still_held()) {
             return Err(misuse(
                 &mut self.call,
                 format!(

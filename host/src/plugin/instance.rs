@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -16,7 +16,7 @@ use crate::plugin::bindings::{AopsPlugin, AopsPluginPre, WitFeatures};
 use crate::plugin::error::PluginError;
 use crate::plugin::fault::classify;
 use crate::plugin::options::PluginLimits;
-use crate::plugin::page_handle::{LentPage, PageHandle};
+use crate::plugin::page_handle::PageHandle;
 use crate::plugin::sandbox::{MemoryLimiter, empty_wasi_ctx, stderr_buffer};
 use crate::services::{BlockDevice, ClusterLockService, HolderId};
 
@@ -38,12 +38,11 @@ pub(crate) struct CallState {
     pub(crate) id: u64,
     /// The operation's name, for messages.
     pub(crate) op: &'static str,
-    /// The pages lent to this call.
-    pub(crate) lent: Vec<LentPage>,
+    /// The pages lent to this call; a `page` resource's rep is its index
+    /// here. Cleared when the call ends (see `page_handle`).
+    pub(crate) pages: Vec<PageHandle>,
     /// A misuse the host detected (and trapped on) during this call.
     pub(crate) misuse: Option<String>,
-    /// How much stderr the guest had written when the call began.
-    pub(crate) stderr_mark: usize,
 }
 
 /// The data of an instance's `Store`: what host imports can reach.
@@ -94,91 +93,35 @@ impl Instance {
         self.features
     }
 
-    /// Run one operation: lend `pages` for the duration of the call, give
-    /// the call `fuel`, run `f`, take the pages back. On `Err` the store is
-    /// poisoned and the instance must be discarded.
+    /// Run one operation: lend `pages` for the duration of the call (the
+    /// `page` resource with rep `i` is `pages[i]`), give the call `fuel`, run
+    /// `f`, take the pages back. On `Err` the store is poisoned and the
+    /// instance must be discarded.
     pub(crate) fn call<R>(
         &mut self,
         op: &'static str,
         pages: &[&Page],
         fuel: u64,
-        f: impl FnOnce(
-            &AopsPlugin,
-            &mut Store<InstanceState>,
-            &[Resource<PageHandle>],
-        ) -> wasmtime::Result<R>,
+        f: impl FnOnce(&AopsPlugin, &mut Store<InstanceState>) -> wasmtime::Result<R>,
     ) -> Result<R, AopFault> {
-        let handles = match self.begin_call(op, pages, fuel) {
-            Ok(handles) => handles,
-            Err(e) => return Err(self.end_call_with_fault(Vec::new(), e, fuel)),
-        };
-        let borrows: Vec<Resource<PageHandle>> = handles
-            .iter()
-            .map(|h| Resource::new_borrow(h.rep()))
-            .collect();
-        match f(&self.plugin, &mut self.store, &borrows) {
-            Ok(value) => {
-                self.end_call(handles);
-                Ok(value)
-            }
-            Err(e) => Err(self.end_call_with_fault(handles, e, fuel)),
+        if let Err(e) = self.store.set_fuel(fuel) {
+            return Err(classify(e, self.store.data_mut(), fuel));
         }
-    }
-
-    /// Start a call: a new call id, fuel, and one table entry per page.
-    fn begin_call(
-        &mut self,
-        op: &'static str,
-        pages: &[&Page],
-        fuel: u64,
-    ) -> wasmtime::Result<Vec<Resource<PageHandle>>> {
-        self.store.set_fuel(fuel)?;
+        let call = &mut self.store.data_mut().call;
+        call.id += 1;
+        call.op = op;
+        call.misuse = None;
+        assert!(call.pages.is_empty(), "no page is lent between calls");
+        let id = call.id;
+        call.pages
+            .extend(pages.iter().map(|page| PageHandle::lend(page, id)));
+        let result = f(&self.plugin, &mut self.store);
+        // Take the pages back on every path: after this no handle of the
+        // call can reach its page, which is what makes lending a `&Page`
+        // for the duration of the call sound.
         let state = self.store.data_mut();
-        state.call.id += 1;
-        state.call.op = op;
-        state.call.misuse = None;
-        state.call.stderr_mark = state.stderr.contents().len();
-        let mut handles = Vec::with_capacity(pages.len());
-        for page in pages {
-            let (handle, lent) = PageHandle::lend(page, state.call.id);
-            state.call.lent.push(lent);
-            match state.table.push(handle) {
-                Ok(res) => handles.push(res),
-                Err(e) => {
-                    Self::reclaim(state, handles);
-                    return Err(wasmtime::Error::new(e));
-                }
-            }
-        }
-        Ok(handles)
-    }
-
-    /// Take the lent pages back out of the table. After this no handle of
-    /// the call can reach its page: that is what makes lending a `&Page`
-    /// for the duration of the call sound (see `page_handle`).
-    fn reclaim(state: &mut InstanceState, handles: Vec<Resource<PageHandle>>) {
-        for handle in handles {
-            let _ = state.table.delete(handle);
-        }
-        state.call.lent.clear();
-    }
-
-    /// Finish a call that returned normally.
-    fn end_call(&mut self, handles: Vec<Resource<PageHandle>>) {
-        Self::reclaim(self.store.data_mut(), handles);
-    }
-
-    /// Finish a call that failed: take the pages back and say what
-    /// happened. The caller discards the instance.
-    fn end_call_with_fault(
-        &mut self,
-        handles: Vec<Resource<PageHandle>>,
-        error: wasmtime::Error,
-        fuel: u64,
-    ) -> AopFault {
-        let state = self.store.data_mut();
-        Self::reclaim(state, handles);
-        classify(error, state, fuel)
+        state.call.pages.clear();
+        result.map_err(|e| classify(e, state, fuel))
     }
 }
 

@@ -11,26 +11,34 @@
 //! Misuse traps the guest with a message naming the rule, and the fault is
 //! reported as `HandleMisuse`: writing, zeroing, completing a read or
 //! setting state-changing flags on a page this call no longer holds (a data
-//! race), unlocking twice, byte ranges past the page, a handle used outside
-//! its call. On a fault the host never touches the lock itself: the contract
-//! checker (`fs::contract::repair_after_violation`) unlocks a page the
-//! caller still holds and leaves alone a page the guest already unlocked, so
-//! a page is neither left locked nor unlocked twice.
+//! race), unlocking twice, byte ranges past the page, a handle that names no
+//! page of the current call. On a fault the host never touches the lock
+//! itself: the contract checker (`fs::contract::repair_after_violation`)
+//! unlocks a page the caller still holds and leaves alone a page the guest
+//! already unlocked, so a page is neither left locked nor unlocked twice.
+//!
+//! # Where handles live
+//!
+//! The handles of a call are a small vector in the instance's call state
+//! ([`CallState::pages`]); a handle's resource `rep` is its index there.
+//! That costs no allocation and no type-erased table lookup per call (the
+//! crossing cost is what a plugin pays on every page-cache miss). Wasmtime
+//! itself checks the resource type and ends every borrow when the export
+//! returns; the host checks the call id and the page identity on each use.
 //!
 //! # Why a raw pointer
 //!
-//! The aops trait lends a `&Page` for the duration of one call, while the
-//! resource table needs `'static` entries. A handle therefore holds a
-//! pointer to the page, and the runtime keeps one invariant: every handle
-//! (and every [`LentPage`]) of a call is deleted from the instance before
-//! the call's `&Page` borrow ends (`Instance::call` reclaims them on every
-//! return path; on a panic the whole store is dropped unused). A handle is
-//! only dereferenced by host methods running inside that call, after
-//! checking it names the current call.
+//! The aops trait lends a `&Page` for the duration of one call, while store
+//! data must be `'static`. A handle therefore holds a pointer to the page,
+//! and the runtime keeps one invariant: the call's handles are cleared from
+//! the call state before the call's `&Page` borrow ends (`Instance::call`
+//! clears them on every return path; on a panic the whole store is dropped
+//! unused). A handle is only dereferenced by host methods running inside
+//! that call.
 
 use std::ptr::NonNull;
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::Resource;
 
 use crate::mm::page::{PAGE_SIZE, Page};
 use crate::plugin::bindings::aopsfs::vfs::types::HostPage;
@@ -50,7 +58,7 @@ impl PagePtr {
     ///
     /// # Safety
     /// Only during the call the page was lent to (before `Instance::call`
-    /// reclaims the handles).
+    /// clears the call's handles).
     unsafe fn get<'a>(self) -> &'a Page {
         // SAFETY: the caller guarantees the lending call is still running,
         // so the `&Page` it was made from is live.
@@ -72,47 +80,18 @@ pub struct PageHandle {
     unlocked: bool,
 }
 
-/// What the call state remembers about each lent page (to check that the
-/// guest does not block on a cluster lock while holding a page lock).
-#[derive(Clone, Copy)]
-pub(crate) struct LentPage {
-    page: PagePtr,
-    seq_at_entry: u64,
-}
-
-impl LentPage {
-    /// Whether the call still holds this page's lock (checked from a host
-    /// import during the call).
-    pub(crate) fn still_held(&self) -> Option<(u64, u64)> {
-        // SAFETY: `CallState::lent` is cleared when the call's handles are
-        // reclaimed, so an entry exists only during its call.
-        let page = unsafe { self.page.get() };
-        (page.is_locked() && page.lock_seq() == self.seq_at_entry)
-            .then(|| (page.ino(), page.index()))
-    }
-}
-
 impl PageHandle {
     /// A handle for `page`, lent to call `call`.
-    pub(crate) fn lend(page: &Page, call: u64) -> (PageHandle, LentPage) {
-        let ptr = PagePtr(NonNull::from(page));
-        let seq = page.lock_seq();
-        let handle = PageHandle {
-            page: ptr,
+    pub(crate) fn lend(page: &Page, call: u64) -> PageHandle {
+        PageHandle {
+            page: PagePtr(NonNull::from(page)),
             ino: page.ino(),
             index: page.index(),
             generation: page.generation(),
             call,
-            seq_at_entry: seq,
+            seq_at_entry: page.lock_seq(),
             unlocked: false,
-        };
-        (
-            handle,
-            LentPage {
-                page: ptr,
-                seq_at_entry: seq,
-            },
-        )
+        }
     }
 
     /// Whether this call still holds the page lock.
@@ -120,9 +99,13 @@ impl PageHandle {
         !self.unlocked && page.is_locked() && page.lock_seq() == self.seq_at_entry
     }
 
-    /// "inode 3 page 7", for messages.
-    fn describe(&self) -> String {
-        format!("inode {} page {}", self.ino, self.index)
+    /// Whether this call still holds the page lock, for checks made from
+    /// other host imports during the call (the cluster lock's "never block
+    /// holding a page"). Returns the page's inode and index if so.
+    pub(crate) fn still_held(&self) -> Option<(u64, u64)> {
+        // SAFETY: handles exist in the call state only during their call.
+        let page = unsafe { self.page.get() };
+        self.holds(page).then_some((self.ino, self.index))
     }
 }
 
@@ -138,114 +121,99 @@ pub(crate) fn misuse(call: &mut CallState, message: String) -> wasmtime::Error {
     wasmtime::Error::new(HandleMisuse(message))
 }
 
-/// Look a handle up and check it names a live page of the current call.
-fn lookup<'t>(
-    table: &'t mut ResourceTable,
-    call: &mut CallState,
-    res: &Resource<PageHandle>,
-    method: &str,
-) -> wasmtime::Result<(&'t mut PageHandle, PagePtr)> {
-    let handle = match table.get_mut(res) {
-        Ok(handle) => handle,
-        Err(e) => {
-            return Err(misuse(
-                call,
-                format!("page.{method} on an unknown page handle ({e})"),
-            ));
-        }
-    };
-    if handle.call != call.id {
-        let what = handle.describe();
+/// Find the handle `res` names among the current call's pages.
+fn slot(call: &mut CallState, res: &Resource<PageHandle>, method: &str) -> wasmtime::Result<usize> {
+    let rep = res.rep() as usize;
+    let Some(handle) = call.pages.get(rep) else {
         return Err(misuse(
             call,
-            format!("page.{method} on a stale handle for {what}, lent to an earlier call"),
+            format!("page.{method} on handle {rep}, which names no page of this call"),
+        ));
+    };
+    if handle.call != call.id {
+        let (ino, index) = (handle.ino, handle.index);
+        return Err(misuse(
+            call,
+            format!("page.{method} on a stale handle for inode {ino} page {index}"),
         ));
     }
-    let ptr = handle.page;
-    // SAFETY: the handle is in the table and names the current call, so the
-    // call that lent the page is running (module documentation).
-    let page = unsafe { ptr.get() };
+    // SAFETY: the handle is in the current call's list (module docs).
+    let page = unsafe { handle.page.get() };
     assert!(
         page.ino() == handle.ino
             && page.index() == handle.index
             && page.generation() == handle.generation,
         "a page handle's identity never changes while it is lent"
     );
-    Ok((handle, ptr))
+    Ok(rep)
 }
 
-/// Check `offset + len` lies within the page.
-fn check_range(
-    call: &mut CallState,
-    method: &str,
-    what: &str,
-    offset: u32,
-    len: u64,
-) -> wasmtime::Result<()> {
-    if u64::from(offset) + len > PAGE_SIZE as u64 {
-        return Err(misuse(
-            call,
-            format!(
-                "page.{method} on {what}: range offset {offset} + length {len} is past the page size {PAGE_SIZE}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Look up a handle and require that this call still holds the page lock
-/// (for methods that change the page).
-fn locked<'t>(
-    table: &'t mut ResourceTable,
+/// The page of a handle of the current call (any method may look).
+fn page_of<'a>(
     call: &mut CallState,
     res: &Resource<PageHandle>,
     method: &str,
-) -> wasmtime::Result<(&'t mut PageHandle, PagePtr)> {
-    let (handle, ptr) = lookup(table, call, res, method)?;
-    // SAFETY: `lookup` checked the handle belongs to the running call.
-    let page = unsafe { ptr.get() };
+) -> wasmtime::Result<&'a Page> {
+    let i = slot(call, res, method)?;
+    // SAFETY: `slot` found the handle among the current call's pages.
+    Ok(unsafe { call.pages[i].page.get() })
+}
+
+/// The page of a handle whose lock this call must still hold (methods that
+/// change the page).
+fn locked_page<'a>(
+    call: &mut CallState,
+    res: &Resource<PageHandle>,
+    method: &str,
+) -> wasmtime::Result<(usize, &'a Page)> {
+    let i = slot(call, res, method)?;
+    let handle = &call.pages[i];
+    // SAFETY: `slot` found the handle among the current call's pages.
+    let page = unsafe { handle.page.get() };
     if !handle.holds(page) {
         let why = if handle.unlocked {
             "after this call unlocked it"
         } else {
             "while this call does not hold its lock"
         };
-        let what = handle.describe();
+        let (ino, index) = (handle.ino, handle.index);
         return Err(misuse(
             call,
-            format!("page.{method} on {what} {why} (a data race)"),
+            format!("page.{method} on inode {ino} page {index} {why} (a data race)"),
         ));
     }
-    Ok((handle, ptr))
+    Ok((i, page))
 }
 
-impl InstanceState {
-    /// Look up a handle whose page this call must still hold locked.
-    fn locked_page(
-        &mut self,
-        res: &Resource<PageHandle>,
-        method: &str,
-    ) -> wasmtime::Result<(&mut PageHandle, PagePtr)> {
-        locked(&mut self.table, &mut self.call, res, method)
+/// Check `offset + len` lies within the page.
+fn check_range(
+    call: &mut CallState,
+    i: usize,
+    method: &str,
+    offset: u32,
+    len: u64,
+) -> wasmtime::Result<()> {
+    if u64::from(offset) + len > PAGE_SIZE as u64 {
+        let (ino, index) = (call.pages[i].ino, call.pages[i].index);
+        return Err(misuse(
+            call,
+            format!(
+                "page.{method} on inode {ino} page {index}: offset {offset} + length {len} is past the page size {PAGE_SIZE}"
+            ),
+        ));
     }
-
-    /// Look up a handle for a read-only method.
-    fn any_page(&mut self, res: &Resource<PageHandle>, method: &str) -> wasmtime::Result<&Page> {
-        let (_, ptr) = lookup(&mut self.table, &mut self.call, res, method)?;
-        // SAFETY: `lookup` checked the handle belongs to the running call.
-        Ok(unsafe { ptr.get() })
-    }
+    Ok(())
 }
 
 impl HostPage for InstanceState {
     /// page.index.
     fn index(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<u64> {
-        Ok(self.any_page(&res, "index")?.index())
+        Ok(page_of(&mut self.call, &res, "index")?.index())
     }
 
     /// page.page-size.
     fn page_size(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<u32> {
-        self.any_page(&res, "page-size")?;
+        page_of(&mut self.call, &res, "page-size")?;
         Ok(PAGE_SIZE as u32)
     }
 
@@ -256,11 +224,10 @@ impl HostPage for InstanceState {
         offset: u32,
         len: u32,
     ) -> wasmtime::Result<Vec<u8>> {
-        let (handle, ptr) = lookup(&mut self.table, &mut self.call, &res, "read")?;
-        let what = handle.describe();
-        check_range(&mut self.call, "read", &what, offset, u64::from(len))?;
-        // SAFETY: `lookup` checked the handle belongs to the running call.
-        let page = unsafe { ptr.get() };
+        let i = slot(&mut self.call, &res, "read")?;
+        check_range(&mut self.call, i, "read", offset, u64::from(len))?;
+        // SAFETY: `slot` found the handle among the current call's pages.
+        let page = unsafe { self.call.pages[i].page.get() };
         let mut out = vec![0; len as usize];
         page.read_at(offset as usize, &mut out);
         Ok(out)
@@ -273,46 +240,42 @@ impl HostPage for InstanceState {
         offset: u32,
         data: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let (handle, ptr) = locked(&mut self.table, &mut self.call, &res, "write")?;
-        let what = handle.describe();
-        check_range(&mut self.call, "write", &what, offset, data.len() as u64)?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.write_at(offset as usize, &data);
+        let (i, page) = locked_page(&mut self.call, &res, "write")?;
+        check_range(&mut self.call, i, "write", offset, data.len() as u64)?;
+        page.write_at(offset as usize, &data);
         Ok(())
     }
 
     /// page.zero: only while this call holds the lock.
     fn zero(&mut self, res: Resource<PageHandle>, offset: u32, len: u32) -> wasmtime::Result<()> {
-        let (handle, ptr) = locked(&mut self.table, &mut self.call, &res, "zero")?;
-        let what = handle.describe();
-        check_range(&mut self.call, "zero", &what, offset, u64::from(len))?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.zero_range(offset as usize, len as usize);
+        let (i, page) = locked_page(&mut self.call, &res, "zero")?;
+        check_range(&mut self.call, i, "zero", offset, u64::from(len))?;
+        page.zero_range(offset as usize, len as usize);
         Ok(())
     }
 
     /// page.is-locked: whether this call still holds the lock.
     fn is_locked(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        let (handle, ptr) = lookup(&mut self.table, &mut self.call, &res, "is-locked")?;
-        // SAFETY: `lookup` checked the handle belongs to the running call.
-        Ok(handle.holds(unsafe { ptr.get() }))
+        let page = page_of(&mut self.call, &res, "is-locked")?;
+        Ok(self.call.pages[res.rep() as usize].holds(page))
     }
 
     /// page.unlock: exactly once, and only while held.
     fn unlock(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        let (handle, ptr) = lookup(&mut self.table, &mut self.call, &res, "unlock")?;
-        // SAFETY: `lookup` checked the handle belongs to the running call.
-        let page = unsafe { ptr.get() };
+        let i = slot(&mut self.call, &res, "unlock")?;
+        let handle = &mut self.call.pages[i];
+        // SAFETY: `slot` found the handle among the current call's pages.
+        let page = unsafe { handle.page.get() };
         if !handle.holds(page) {
             let why = if handle.unlocked {
                 "a second time (double unlock)"
             } else {
                 "while this call does not hold its lock"
             };
-            let what = handle.describe();
+            let (ino, index) = (handle.ino, handle.index);
             return Err(misuse(
                 &mut self.call,
-                format!("page.unlock of {what} {why}"),
+                format!("page.unlock of inode {ino} page {index} {why}"),
             ));
         }
         handle.unlocked = true;
@@ -322,97 +285,86 @@ impl HostPage for InstanceState {
 
     /// page.is-uptodate.
     fn is_uptodate(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(self.any_page(&res, "is-uptodate")?.is_uptodate())
+        Ok(page_of(&mut self.call, &res, "is-uptodate")?.is_uptodate())
     }
 
     /// page.set-uptodate: only while held.
     fn set_uptodate(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        let (_, ptr) = self.locked_page(&res, "set-uptodate")?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.set_uptodate();
+        locked_page(&mut self.call, &res, "set-uptodate")?
+            .1
+            .set_uptodate();
         Ok(())
     }
 
     /// page.is-dirty.
     fn is_dirty(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(self.any_page(&res, "is-dirty")?.is_dirty())
+        Ok(page_of(&mut self.call, &res, "is-dirty")?.is_dirty())
     }
 
     /// page.set-dirty: only while held (a page dirtied after truncate
     /// removed it would never be cleaned).
     fn set_dirty(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        let (_, ptr) = self.locked_page(&res, "set-dirty")?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.set_dirty();
+        locked_page(&mut self.call, &res, "set-dirty")?
+            .1
+            .set_dirty();
         Ok(())
     }
 
     /// page.is-error.
     fn is_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(self.any_page(&res, "is-error")?.is_error())
+        Ok(page_of(&mut self.call, &res, "is-error")?.is_error())
     }
 
     /// page.set-error.
     fn set_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        self.any_page(&res, "set-error")?.set_error();
+        page_of(&mut self.call, &res, "set-error")?.set_error();
         Ok(())
     }
 
     /// page.clear-error.
     fn clear_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        self.any_page(&res, "clear-error")?.clear_error();
+        page_of(&mut self.call, &res, "clear-error")?.clear_error();
         Ok(())
     }
 
     /// page.set-writeback: before unlocking, so only while held.
     fn set_writeback(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        let (_, ptr) = self.locked_page(&res, "set-writeback")?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.set_writeback();
+        locked_page(&mut self.call, &res, "set-writeback")?
+            .1
+            .set_writeback();
         Ok(())
     }
 
     /// page.end-writeback: I/O completion, allowed after unlock.
     fn end_writeback(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        self.any_page(&res, "end-writeback")?.end_writeback();
+        page_of(&mut self.call, &res, "end-writeback")?.end_writeback();
         Ok(())
     }
 
     /// page.has-private.
     fn has_private(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(self.any_page(&res, "has-private")?.has_private())
+        Ok(page_of(&mut self.call, &res, "has-private")?.has_private())
     }
 
     /// page.set-private: only while held.
     fn set_private(&mut self, res: Resource<PageHandle>, value: bool) -> wasmtime::Result<()> {
-        let (_, ptr) = self.locked_page(&res, "set-private")?;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        unsafe { ptr.get() }.set_private(value);
+        locked_page(&mut self.call, &res, "set-private")?
+            .1
+            .set_private(value);
         Ok(())
     }
 
     /// page.is-mapped.
     fn is_mapped(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(self.any_page(&res, "is-mapped")?.is_mapped())
+        Ok(page_of(&mut self.call, &res, "is-mapped")?.is_mapped())
     }
 
     /// page.end-read: copy `data` to the start of the page, zero the rest,
     /// mark it uptodate and unlock it, in one crossing.
     fn end_read(&mut self, res: Resource<PageHandle>, data: Vec<u8>) -> wasmtime::Result<()> {
-        let (handle, ptr) = locked(&mut self.table, &mut self.call, &res, "end-read")?;
-        let what = handle.describe();
-        if data.len() > PAGE_SIZE {
-            return Err(misuse(
-                &mut self.call,
-                format!(
-                    "page.end-read on {what} with {} bytes, more than the page size {PAGE_SIZE}",
-                    data.len()
-                ),
-            ));
-        }
-        handle.unlocked = true;
-        // SAFETY: `locked_page` checked the handle belongs to the running call.
-        let page = unsafe { ptr.get() };
+        let (i, page) = locked_page(&mut self.call, &res, "end-read")?;
+        check_range(&mut self.call, i, "end-read", 0, data.len() as u64)?;
+        self.call.pages[i].unlocked = true;
         page.write_at(0, &data);
         page.zero_range(data.len(), PAGE_SIZE - data.len());
         page.set_uptodate();
@@ -421,11 +373,9 @@ impl HostPage for InstanceState {
     }
 
     /// Dropping a handle: the host owns every page handle (the guest only
-    /// ever gets borrows), so there is nothing to do beyond forgetting it.
-    fn drop(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        if res.owned() {
-            let _ = self.table.delete(res);
-        }
+    /// ever gets borrows, which Wasmtime ends itself), so there is nothing
+    /// to do.
+    fn drop(&mut self, _res: Resource<PageHandle>) -> wasmtime::Result<()> {
         Ok(())
     }
 }

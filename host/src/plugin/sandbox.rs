@@ -79,13 +79,13 @@ pub fn stderr_buffer() -> MemoryOutputPipe {
     MemoryOutputPipe::new(STDERR_CAPACITY)
 }
 
-/// The last `max` bytes the guest wrote to stderr after byte `from`, as
-/// one line of text (for fault reports).
-pub fn stderr_tail(stderr: &MemoryOutputPipe, from: usize, max: usize) -> String {
+/// The last `max` bytes the guest wrote to stderr, as one line of text (for
+/// fault reports; an instance is discarded after its first fault, so this
+/// is what it wrote last, typically a panic message).
+pub fn stderr_tail(stderr: &MemoryOutputPipe, max: usize) -> String {
     let contents = stderr.contents();
-    let new = contents.get(from..).unwrap_or_default();
-    let start = new.len().saturating_sub(max);
-    let text = String::from_utf8_lossy(&new[start..]);
+    let start = contents.len().saturating_sub(max);
+    let text = String::from_utf8_lossy(&contents[start..]);
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
