@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use aopsfs_plugin_sdk::blockmap::{self, BlockIo, BlockMap, LocalLock, Wait, WriteOutcome};
+use aopsfs_plugin_sdk::blockmap::{
+    self, BlockIo, BlockMap, FileReader, LocalLock, Wait, WriteOutcome,
+};
 
 use crate::errno::Errno;
 use crate::fs::aops::{
@@ -117,18 +119,37 @@ impl NativeBlockfs {
     pub fn check(&self) -> Result<blockmap::CheckReport, blockmap::Error> {
         self.map.check()
     }
+}
 
-    /// Fill `page` from the device.
-    fn fill(&self, inode: InodeInfo, page: &Page) -> Result<(), Errno> {
-        let mut buf = [0u8; PAGE_SIZE];
-        let n = self
-            .map
-            .read_page(inode.ino, page.index(), inode.size, &mut buf)
-            .map_err(|e| from_sdk(e.errno()))?;
-        page.write_at(0, &buf[..n]);
-        page.zero_range(n, PAGE_SIZE - n);
-        Ok(())
-    }
+/// Fill `page` from the device through `reader`.
+fn fill(
+    reader: &mut FileReader<'_, DeviceIo, LocalLock>,
+    inode: InodeInfo,
+    page: &Page,
+) -> Result<(), Errno> {
+    let mut buf = [0u8; PAGE_SIZE];
+    let n = reader
+        .read_page(page.index(), inode.size, &mut buf)
+        .map_err(|e| from_sdk(e.errno()))?;
+    page.write_at(0, &buf[..n]);
+    page.zero_range(n, PAGE_SIZE - n);
+    Ok(())
+}
+
+/// End a readpage: uptodate on success, error flag on failure; unlocked.
+fn complete_read(page: &Page, filled: Result<(), Errno>) -> AopResult {
+    let result = match filled {
+        Ok(()) => {
+            page.set_uptodate();
+            AopResult::Ok
+        }
+        Err(errno) => {
+            page.set_error();
+            AopResult::Error(errno)
+        }
+    };
+    page.unlock();
+    result
 }
 
 impl AddressSpaceOperations for NativeBlockfs {
@@ -138,6 +159,7 @@ impl AddressSpaceOperations for NativeBlockfs {
 
     fn features(&self) -> Features {
         Features {
+            readpages: true,
             truncate: true,
             ..Features::default()
         }
@@ -145,18 +167,18 @@ impl AddressSpaceOperations for NativeBlockfs {
 
     /// Read the page's blocks (holes and bytes past i_size are zeros).
     fn readpage(&self, inode: InodeInfo, page: &Page) -> AopReturn {
-        let result = match self.fill(inode, page) {
-            Ok(()) => {
-                page.set_uptodate();
-                AopResult::Ok
-            }
-            Err(errno) => {
-                page.set_error();
-                AopResult::Error(errno)
-            }
-        };
-        page.unlock();
-        Ok(result)
+        let mut reader = self.map.reader(inode.ino);
+        Ok(complete_read(page, fill(&mut reader, inode, page)))
+    }
+
+    /// Read a readahead batch, looking the inode and its indirect blocks up
+    /// once (as the plugin does).
+    fn readpages(&self, inode: InodeInfo, pages: &[&Page]) -> Vec<AopReturn> {
+        let mut reader = self.map.reader(inode.ino);
+        pages
+            .iter()
+            .map(|page| Ok(complete_read(page, fill(&mut reader, inode, page))))
+            .collect()
     }
 
     /// Store the page's bytes below i_size.
@@ -193,7 +215,7 @@ impl AddressSpaceOperations for NativeBlockfs {
     fn prepare_write(&self, inode: InodeInfo, page: &Page, from: u32, to: u32) -> AopReturn {
         if !page.is_uptodate()
             && (to - from) as usize != PAGE_SIZE
-            && let Err(errno) = self.fill(inode, page)
+            && let Err(errno) = fill(&mut self.map.reader(inode.ino), inode, page)
         {
             return Ok(AopResult::Error(errno));
         }
