@@ -14,11 +14,13 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use aopsfs::vfs::types::{
+pub use self::aopsfs::vfs::types::{
     AopResult as WitAopResult, Errno as WitErrno, Features as WitFeatures, Inode as WitInode,
 };
-pub use aopsfs::vfs::types::{SyncMode as WitSyncMode, WritebackControl as WitWritebackControl};
-pub use exports::aopsfs::vfs::aops::Guest as AopsGuest;
+pub use self::aopsfs::vfs::types::{
+    SyncMode as WitSyncMode, WritebackControl as WitWritebackControl,
+};
+pub use self::exports::aopsfs::vfs::aops::Guest as AopsGuest;
 
 /// The name of the interface every plugin must export.
 pub const AOPS_EXPORT: &str = "aopsfs:vfs/aops@0.1.0";
