@@ -5,6 +5,7 @@
 //! named after the kernel files they model; the aops boundary and its
 //! contract checker in [`fs`]. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod engine;
 pub mod errno;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod plugin;
 pub mod services;
 pub mod stats;
 pub mod trace;
+pub mod workload;
 
 pub use engine::{Engine, EngineConfig};
 pub use errno::Errno;

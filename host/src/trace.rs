@@ -6,6 +6,8 @@
 //! nothing); `aopsfs run --trace` installs an observer that writes a Chrome
 //! trace-event file.
 
+pub mod chrome;
+
 use crate::fs::aops::{AopOp, AopResult};
 use crate::mm::filemap::Caller;
 

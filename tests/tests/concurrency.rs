@@ -1,16 +1,17 @@
 //! Concurrency tests with real threads: readers, writers, truncaters and
 //! faulters share files under a memory limit small enough to force reclaim,
-//! and every byte read is checked against a versioned model.
+//! and every byte read is checked against a versioned model: the library's
+//! oracle (`aopsfs::workload::oracle`), the one `aopsfs run` uses.
 //!
-//! Writers and truncaters of one file are serialised by the test's per-file
-//! mutex (the engine serialises them by i_mutex anyway). Each publishes the
-//! file's next version before it starts (`started`) and marks it applied when
-//! it returns (`completed`). Readers and faulters take no test lock at all:
-//! they race with writes, truncates, reclaim and each other, and a read is
-//! correct when each page-sized chunk of it equals that chunk in some version
-//! from the last one completed when the read began to the last one started
-//! when it ended (a page is copied atomically; a read spanning pages is not
-//! atomic, as in the kernel).
+//! Writers and truncaters of one file are serialised by the oracle's
+//! mutation guard (the engine serialises them by i_mutex anyway). Each
+//! publishes the file's next version before it starts (`started`) and marks
+//! it applied when it returns (`completed`). Readers and faulters take no
+//! lock at all: they race with writes, truncates, reclaim and each other, and
+//! a read is correct when each page-sized chunk of it equals that chunk in
+//! some version from the last one completed when the read began to the last
+//! one started when it ended (a page is copied atomically; a read spanning
+//! pages is not atomic, as in the kernel).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use aopsfs::fs::aops::{AopOp, AopResult};
 use aopsfs::fs::scripted::{Action, Hook, ScriptRule, ScriptedAops};
+use aopsfs::workload::oracle::{Contents, Oracle};
 use aopsfs::{AddressSpaceOperations, Engine, EngineConfig, PAGE_SIZE, VfsError};
 use aopsfs_tests::*;
 use parking_lot::Mutex;
@@ -28,99 +30,6 @@ use rand_chacha::ChaCha8Rng;
 const FILES: u64 = 3;
 const MAX_PAGES: u64 = 12;
 const MAX_SIZE: u64 = MAX_PAGES * PAGE_SIZE as u64;
-
-/// Every version of one file since the oldest one a reader may still need.
-struct History {
-    /// Version number of `versions[0]`.
-    base: u64,
-    versions: Vec<Arc<Vec<u8>>>,
-}
-
-struct VersionedFile {
-    /// Serialises writers/truncaters with publishing a new version.
-    history: Mutex<History>,
-    /// The newest version an operation has started to apply.
-    started: AtomicU64,
-    /// The newest version fully applied.
-    completed: AtomicU64,
-}
-
-impl VersionedFile {
-    fn new() -> Self {
-        VersionedFile {
-            history: Mutex::new(History {
-                base: 0,
-                versions: vec![Arc::new(Vec::new())],
-            }),
-            started: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-        }
-    }
-
-    fn versions_between(&self, from: u64, to: u64) -> Vec<Arc<Vec<u8>>> {
-        let history = self.history.lock();
-        assert!(from >= history.base, "a version a reader needs was dropped");
-        history.versions[(from - history.base) as usize..=(to - history.base) as usize].to_vec()
-    }
-}
-
-/// Check a racing read: the length is the clipped request of some version,
-/// and every page chunk equals that chunk of some version.
-fn check_read(versions: &[Arc<Vec<u8>>], pos: u64, len: usize, got: &[u8]) -> Result<(), String> {
-    let ends_ok = versions.iter().any(|v| {
-        let end = (pos as usize + len).min(v.len().max(pos as usize));
-        got.len() == end - pos as usize
-    });
-    // A read may also stop early at a size seen mid-read; what it returned
-    // must still be backed by versions chunk by chunk.
-    let longest = versions.iter().map(|v| v.len()).max().unwrap_or(0);
-    if !ends_ok && pos as usize + got.len() > longest {
-        return Err(format!(
-            "read of {len} at {pos} returned {} bytes; no version is that long",
-            got.len()
-        ));
-    }
-    let mut offset = 0usize;
-    while offset < got.len() {
-        let abs = pos as usize + offset;
-        let chunk_end = ((abs / PAGE_SIZE + 1) * PAGE_SIZE).min(pos as usize + got.len());
-        let chunk = &got[offset..chunk_end - pos as usize];
-        let matches = versions
-            .iter()
-            .any(|v| v.len() >= chunk_end && &v[abs..chunk_end] == chunk);
-        if !matches {
-            return Err(format!(
-                "bytes {abs}..{chunk_end} match no version between the read's start and end"
-            ));
-        }
-        offset = chunk_end - pos as usize;
-    }
-    Ok(())
-}
-
-fn check_fault(
-    versions: &[Arc<Vec<u8>>],
-    pgoff: u64,
-    got: &Result<Vec<u8>, VfsError>,
-) -> Result<(), String> {
-    let start = pgoff as usize * PAGE_SIZE;
-    let ok = versions.iter().any(|v| match got {
-        Err(VfsError::Sigbus { .. }) => start >= v.len(),
-        Err(e) => panic!("fault failed: {e}"),
-        Ok(page) => {
-            if start >= v.len() {
-                return false;
-            }
-            let end = (start + PAGE_SIZE).min(v.len());
-            page[..end - start] == v[start..end] && page[end - start..].iter().all(|&b| b == 0)
-        }
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("fault on page {pgoff} matches no version"))
-    }
-}
 
 /// Run `threads` workers for `ops` operations each on `aops` and check
 /// every read; returns the engine for further assertions.
@@ -138,28 +47,21 @@ fn run_model_threads(
             ..EngineConfig::default()
         },
     );
-    let files: Arc<Vec<VersionedFile>> =
-        Arc::new((0..FILES).map(|_| VersionedFile::new()).collect());
+    // File `ino` of the engine is file `ino` of the oracle; every thread is
+    // a reader.
+    let oracle = Arc::new(Oracle::new(
+        (0..FILES).map(|_| Contents::default()).collect(),
+        threads,
+    ));
     for ino in 0..FILES {
         engine.open(ino);
     }
-    // The oldest version each reader may still check against, per file.
-    let reader_floor: Arc<Vec<Vec<AtomicU64>>> = Arc::new(
-        (0..threads)
-            .map(|_| (0..FILES).map(|_| AtomicU64::new(u64::MAX)).collect())
-            .collect(),
-    );
     let failed = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (engine, files, floor, failed, done) = (
-                engine.clone(),
-                files.clone(),
-                reader_floor.clone(),
-                failed.clone(),
-                done.clone(),
-            );
+            let (engine, oracle, failed, done) =
+                (engine.clone(), oracle.clone(), failed.clone(), done.clone());
             thread::spawn(move || {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + t as u64);
                 for op in 0..ops {
@@ -167,40 +69,40 @@ fn run_model_threads(
                         break;
                     }
                     let ino = rng.random_range(0..FILES);
-                    let file = &files[ino as usize];
+                    let file = ino as usize;
                     match rng.random_range(0..100) {
                         0..=29 => {
                             let pos = rng.random_range(0..MAX_SIZE - 1);
                             let len = rng
                                 .random_range(1..=(3 * PAGE_SIZE).min((MAX_SIZE - pos) as usize));
                             let data = pattern(seed ^ (t * 1_000_000 + op) as u64, len);
-                            let mut history = file.history.lock();
-                            let mut next = (**history.versions.last().unwrap()).clone();
-                            let end = pos as usize + len;
-                            if next.len() < end {
-                                next.resize(end, 0);
-                            }
-                            next[pos as usize..end].copy_from_slice(&data);
-                            publish(&mut history, file, next, &floor, ino);
+                            let mut mutation = oracle.mutate(file);
+                            let mut next = mutation.current().clone();
+                            next.write(pos, &data);
+                            mutation.publish(next);
                             assert_eq!(engine.write(ino, pos, &data).expect("write"), len);
-                            file.completed.fetch_add(1, Ordering::SeqCst);
+                            // Dropping the guard marks the version applied.
+                            drop(mutation);
                         }
                         30..=37 => {
                             let size = rng.random_range(0..=MAX_SIZE);
-                            let mut history = file.history.lock();
-                            let mut next = (**history.versions.last().unwrap()).clone();
-                            next.resize(size as usize, 0);
-                            publish(&mut history, file, next, &floor, ino);
+                            let mut mutation = oracle.mutate(file);
+                            let mut next = mutation.current().clone();
+                            next.truncate(size);
+                            mutation.publish(next);
                             engine.truncate(ino, size).expect("truncate");
-                            file.completed.fetch_add(1, Ordering::SeqCst);
+                            drop(mutation);
                         }
                         38..=44 => {
                             let pgoff = rng.random_range(0..MAX_PAGES);
-                            let from = enter(file, &floor[t][ino as usize]);
+                            let ticket = oracle.begin_read(t, file);
                             let got = engine.fault(ino, pgoff);
-                            let to = file.started.load(Ordering::SeqCst);
-                            let result = check_fault(&file.versions_between(from, to), pgoff, &got);
-                            floor[t][ino as usize].store(u64::MAX, Ordering::SeqCst);
+                            let mapped = match &got {
+                                Ok(page) => Some(page.as_slice()),
+                                Err(VfsError::Sigbus { .. }) => None,
+                                Err(e) => panic!("fault failed: {e}"),
+                            };
+                            let result = oracle.check_fault(ticket, pgoff, mapped);
                             if let Err(msg) = result {
                                 failed.store(true, Ordering::Relaxed);
                                 panic!("thread {t} op {op} ino {ino}: {msg}");
@@ -215,12 +117,9 @@ fn run_model_threads(
                         _ => {
                             let pos = rng.random_range(0..MAX_SIZE);
                             let len = rng.random_range(1..=4 * PAGE_SIZE);
-                            let from = enter(file, &floor[t][ino as usize]);
+                            let ticket = oracle.begin_read(t, file);
                             let got = read(&engine, ino, pos, len).expect("read");
-                            let to = file.started.load(Ordering::SeqCst);
-                            let result =
-                                check_read(&file.versions_between(from, to), pos, len, &got);
-                            floor[t][ino as usize].store(u64::MAX, Ordering::SeqCst);
+                            let result = oracle.check_read(ticket, pos, len, &got);
                             if let Err(msg) = result {
                                 failed.store(true, Ordering::Relaxed);
                                 panic!("thread {t} op {op} ino {ino}: {msg}");
@@ -247,56 +146,15 @@ fn run_model_threads(
     }
     // Quiescent now: every file equals its latest version exactly.
     for ino in 0..FILES {
-        let latest = files[ino as usize]
-            .history
-            .lock()
-            .versions
-            .last()
-            .unwrap()
-            .clone();
+        let latest = oracle.latest(ino as usize);
         assert_eq!(
             read(&engine, ino, 0, MAX_SIZE as usize).unwrap(),
-            *latest,
+            latest.bytes(),
             "final contents of inode {ino}"
         );
     }
     assert_all_pages_baseline(&engine);
     engine
-}
-
-/// Register as a reader of `file` and return the last completed version.
-fn enter(file: &VersionedFile, floor: &AtomicU64) -> u64 {
-    // Publish the floor before checking it is still kept, so a concurrent
-    // trim never drops the version we start from.
-    loop {
-        let v = file.completed.load(Ordering::SeqCst);
-        floor.store(v, Ordering::SeqCst);
-        if file.history.lock().base <= v {
-            return v;
-        }
-    }
-}
-
-fn publish(
-    history: &mut History,
-    file: &VersionedFile,
-    next: Vec<u8>,
-    floor: &[Vec<AtomicU64>],
-    ino: u64,
-) {
-    history.versions.push(Arc::new(next));
-    file.started.fetch_add(1, Ordering::SeqCst);
-    let oldest_needed = floor
-        .iter()
-        .map(|f| f[ino as usize].load(Ordering::SeqCst))
-        .min()
-        .unwrap_or(u64::MAX);
-    // The version being replaced is the one new readers start from.
-    let keep_from = oldest_needed.min(file.completed.load(Ordering::SeqCst));
-    while history.base < keep_from {
-        history.versions.remove(0);
-        history.base += 1;
-    }
 }
 
 #[test]
@@ -307,6 +165,17 @@ fn four_threads_on_ramfs_match_the_model_under_memory_pressure() {
         stats.writepage_activations > 0,
         "reclaim met ramfs's writepage-activate: {stats:?}"
     );
+}
+
+#[test]
+fn four_threads_on_wasm_ramfs_match_the_model_under_memory_pressure() {
+    let engine = run_model_threads(aopsfs_tests::plugins::wasm_ramfs(), 4, 600, 4);
+    let stats = engine.stats().snapshot();
+    assert!(
+        stats.writepage_activations > 0,
+        "reclaim met the plugin's writepage-activate: {stats:?}"
+    );
+    assert_eq!(stats.contract_violations, 0);
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! `aopsfs run`: drive a workload through a plugin, verified and traced.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::cli::error::CliError;
+use crate::cli::progress::TerminalProgress;
+use crate::cli::target::{self, TargetSpec};
+use crate::cli::{EXIT_MISMATCH, EXIT_OK};
+use crate::mm::page::PAGE_SIZE;
+use crate::trace::Observer;
+use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
+use crate::workload::size::ByteSize;
+use crate::workload::spec::{BUNDLED, DEFAULT_WORKLOAD};
+use crate::workload::{self, RunOptions, Workload};
+
+/// The prefix that names a bundled workload.
+const BUILTIN_PREFIX: &str = "builtin:";
+
+/// `aopsfs run` flags.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 when every read matched the model, 1 on a mismatch (the \
+operation log tail and a hex dump of expected and actual bytes go to \
+stderr), 2 for bad input (workload file, flags, plugin, image), with a \
+one-line error.
+
+Examples:
+  aopsfs run
+  aopsfs run --plugin clusterfs --workload examples/cluster-contention.toml --json
+  aopsfs run --plugin blockfs --image /tmp/disk.img --image-size 64M --cache-mb 1
+  aopsfs run --plugin native:ramfs --workload builtin:concurrent --trace run.json")]
+pub struct RunArgs {
+    /// What to run the workload on: the name of a bundled plugin (`ramfs`,
+    /// `blockfs`, `clusterfs`, ...; see `aopsfs plugins`), the path of a
+    /// .wasm component, or `native:ramfs` / `native:memstore` for the
+    /// host's native implementations (a baseline without WebAssembly).
+    #[arg(long, value_name = "NAME|PATH", default_value = "ramfs")]
+    pub plugin: String,
+
+    /// A `key=value` pair passed to the plugin's mount; repeat for more.
+    #[arg(long = "plugin-opt", value_name = "KEY=VALUE")]
+    pub plugin_opts: Vec<String>,
+
+    /// The workload: a TOML file (see examples/annotated.toml) or
+    /// `builtin:demo`, `builtin:concurrent`, `builtin:cluster-contention`
+    /// (embedded in the binary). Default: builtin:demo.
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<String>,
+
+    /// The block device image for plugins that use one (blockfs,
+    /// clusterfs): opened if it exists, else created sparse with
+    /// --image-size. Without it, a temporary image is created and deleted
+    /// after the run.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+
+    /// The size of a new image: bytes or with a unit (`64M`, `1G`); a
+    /// multiple of 4096.
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub image_size: ByteSize,
+
+    /// The page cache memory limit in MiB (reclaim starts when the cache
+    /// is full). Default: unlimited.
+    #[arg(long, value_name = "N")]
+    pub cache_mb: Option<u64>,
+
+    /// The seed every thread's operations derive from (default: the
+    /// workload's `seed`). The same seed gives the same operations; a
+    /// single-thread run gives the same report.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Run N threads of the workload's mix (only for workloads without
+    /// [[thread]] tables).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Write a Chrome trace-event JSON file (open it in the Perfetto UI):
+    /// a span per aop call per thread, page events, page counters.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// The most events the trace keeps; later ones are dropped and the
+    /// file says so.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_LIMIT)]
+    pub trace_limit: usize,
+
+    /// Print the report as one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Load the workload `--workload` names.
+pub fn load_workload(spec: Option<&str>) -> Result<Workload, CliError> {
+    let spec = spec.map_or_else(
+        || format!("{BUILTIN_PREFIX}{DEFAULT_WORKLOAD}"),
+        str::to_owned,
+    );
+    if let Some(name) = spec.strip_prefix(BUILTIN_PREFIX) {
+        return Workload::bundled(name).ok_or_else(|| {
+            let names: Vec<String> = BUNDLED
+                .iter()
+                .map(|(n, _)| format!("{BUILTIN_PREFIX}{n}"))
+                .collect();
+            CliError::Flag {
+                flag: "--workload",
+                reason: format!(
+                    "no bundled workload {spec:?} (there are: {})",
+                    names.join(", ")
+                ),
+            }
+        });
+    }
+    Ok(Workload::load(std::path::Path::new(&spec))?)
+}
+
+/// Run the command; returns the exit code.
+pub fn execute(args: &RunArgs) -> Result<u8, CliError> {
+    let mut workload = load_workload(args.workload.as_deref())?;
+    if let Some(threads) = args.threads {
+        workload.set_threads(threads)?;
+    }
+    let cache_pages = match args.cache_mb {
+        Some(0) => {
+            return Err(CliError::Flag {
+                flag: "--cache-mb",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Some(mb) => Some(
+            usize::try_from(mb.saturating_mul(1 << 20) / PAGE_SIZE as u64).unwrap_or(usize::MAX),
+        ),
+        None => None,
+    };
+    if args.trace_limit == 0 {
+        return Err(CliError::Flag {
+            flag: "--trace-limit",
+            reason: "must be at least 1".into(),
+        });
+    }
+    // Fail on an unwritable trace path before running, not after.
+    if let Some(path) = &args.trace {
+        std::fs::File::create(path).map_err(|e| CliError::Trace {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let opened = target::open(&TargetSpec {
+        plugin: &args.plugin,
+        plugin_opts: &args.plugin_opts,
+        image: args.image.as_deref(),
+        image_size: args.image_size.bytes(),
+    })?;
+    let plugin_name = opened.target.name.clone();
+    let trace = args
+        .trace
+        .as_ref()
+        .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(TerminalProgress::new()) as Arc<dyn workload::Progress>);
+    let options = RunOptions {
+        seed: args.seed,
+        cache_pages,
+        observer: trace.clone().map(|t| t as Arc<dyn Observer>),
+        progress,
+    };
+    let report = workload::run(&workload, opened.target.clone(), options);
+    drop(opened);
+
+    if let (Some(path), Some(trace)) = (&args.trace, &trace) {
+        let summary = trace
+            .write_file(path, &format!("aopsfs run {plugin_name}"))
+            .map_err(|e| CliError::Trace {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if summary.dropped > 0 {
+            eprintln!(
+                "aopsfs: warning: trace {} is truncated: {} events dropped after the --trace-limit of {} (see otherData.note in the file)",
+                path.display(),
+                summary.dropped,
+                args.trace_limit
+            );
+        }
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    if let Some(m) = &report.mismatch {
+        eprint!("{}", m.render());
+    }
+    if let Some(f) = &report.failure {
+        eprintln!("aopsfs: run failed: {f}");
+    }
+    Ok(if report.passed() {
+        EXIT_OK
+    } else {
+        EXIT_MISMATCH
+    })
+}

@@ -1,0 +1,181 @@
+//! Opening what `--plugin` names: a bundled WASM plugin, a component file,
+//! or a native implementation (`native:ramfs`, `native:memstore`), with its
+//! block device image and cluster lock service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cli::error::CliError;
+use crate::fs::memstore::{MemStore, MemStoreAops};
+use crate::fs::ramfs::Ramfs;
+use crate::plugin::lookup::is_path_spec;
+use crate::plugin::{PluginOptions, PluginRuntime, parse_plugin_opt};
+use crate::services::{BlockDevice, ClusterLockService};
+use crate::workload::Target;
+
+/// The prefix that selects a native implementation.
+pub const NATIVE_PREFIX: &str = "native:";
+
+/// The native implementations `--plugin native:NAME` accepts, with a line
+/// each.
+pub const NATIVE: [(&str, &str); 2] = [
+    (
+        "ramfs",
+        "the host's ramfs: pages live only in the page cache (the WASM ramfs's twin)",
+    ),
+    (
+        "memstore",
+        "a persistent in-memory store: readpage and writepage really move data",
+    ),
+];
+
+/// An opened target, and the temporary image to delete afterwards.
+pub struct Opened {
+    pub target: Target,
+    temp_image: Option<PathBuf>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(path) = self.temp_image.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What to open.
+pub struct TargetSpec<'a> {
+    pub plugin: &'a str,
+    pub plugin_opts: &'a [String],
+    pub image: Option<&'a Path>,
+    pub image_size: u64,
+}
+
+/// Open the target `spec` names.
+pub fn open(spec: &TargetSpec<'_>) -> Result<Opened, CliError> {
+    let cluster_locks = ClusterLockService::new(ClusterLockService::DEFAULT_TIMEOUT);
+    if let Some(name) = spec.plugin.strip_prefix(NATIVE_PREFIX) {
+        return open_native(spec, name, cluster_locks);
+    }
+    let plugin_error = |file: String, e: &dyn std::fmt::Display| CliError::Plugin {
+        file,
+        reason: e.to_string(),
+    };
+    let mut options = PluginOptions::default().with_cluster_locks(Arc::clone(&cluster_locks));
+    for opt in spec.plugin_opts {
+        let (key, value) = parse_plugin_opt(opt).map_err(|e| CliError::Flag {
+            flag: "--plugin-opt",
+            reason: e.to_string(),
+        })?;
+        options = options.with_config(key, value);
+    }
+    let path = crate::plugin::resolve_plugin(spec.plugin).map_err(|e| {
+        let file = if is_path_spec(spec.plugin) {
+            spec.plugin.to_owned()
+        } else {
+            format!("plugin {}", spec.plugin)
+        };
+        plugin_error(file, &e)
+    })?;
+    let (device, temp_image) = open_image(spec)?;
+    options = options.with_block_device(device);
+    let opened_file = path.display().to_string();
+    let aops = PluginRuntime::shared()
+        .and_then(|runtime| runtime.load_path(&path, options))
+        .map_err(|e| {
+            if let Some(temp) = &temp_image {
+                let _ = std::fs::remove_file(temp);
+            }
+            plugin_error(opened_file, &e)
+        })?;
+    let name = format!("wasm:{}", aops.plugin_name());
+    Ok(Opened {
+        target: Target {
+            name,
+            aops,
+            cluster_locks,
+        },
+        temp_image,
+    })
+}
+
+fn open_native(
+    spec: &TargetSpec<'_>,
+    name: &str,
+    cluster_locks: Arc<ClusterLockService>,
+) -> Result<Opened, CliError> {
+    if !spec.plugin_opts.is_empty() {
+        return Err(CliError::Flag {
+            flag: "--plugin-opt",
+            reason: format!(
+                "native implementations take no options (plugin {})",
+                spec.plugin
+            ),
+        });
+    }
+    let aops: Arc<dyn crate::AddressSpaceOperations> = match name {
+        "ramfs" => Arc::new(Ramfs),
+        "memstore" => Arc::new(MemStoreAops::new(MemStore::new())),
+        _ => {
+            let known: Vec<String> = NATIVE
+                .iter()
+                .map(|(n, _)| format!("{NATIVE_PREFIX}{n}"))
+                .collect();
+            return Err(CliError::Plugin {
+                file: spec.plugin.to_owned(),
+                reason: format!(
+                    "no such native implementation (there are: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+    };
+    Ok(Opened {
+        target: Target {
+            name: format!("{NATIVE_PREFIX}{name}"),
+            aops,
+            cluster_locks,
+        },
+        temp_image: None,
+    })
+}
+
+/// The block device: `--image` (created when missing), or a temporary
+/// sparse image deleted after the run.
+fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf>), CliError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (path, temp) = match spec.image {
+        Some(path) => (path.to_owned(), false),
+        None => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            (
+                std::env::temp_dir().join(format!("aopsfs-run-{}-{n}.img", std::process::id())),
+                true,
+            )
+        }
+    };
+    let device = if temp {
+        BlockDevice::create(&path, spec.image_size)
+    } else {
+        BlockDevice::open_or_create(&path, spec.image_size)
+    };
+    match device {
+        Ok(device) => Ok((device, temp.then_some(path))),
+        Err(e) => Err(CliError::Image {
+            path,
+            reason: strip_path(&e.to_string(), spec.image),
+        }),
+    }
+}
+
+/// The reason without the leading "block device image PATH" the error
+/// repeats.
+fn strip_path(message: &str, path: Option<&Path>) -> String {
+    match path {
+        Some(p) => message
+            .replace(&format!("block device image {}: ", p.display()), "")
+            .replace(&format!("block device image {} ", p.display()), "image "),
+        None => message.to_owned(),
+    }
+}
