@@ -20,5 +20,8 @@ pub mod workload;
 pub use engine::{Engine, EngineConfig};
 pub use errno::Errno;
 pub use error::VfsError;
-pub use fs::aops::{AddressSpaceOperations, AopFault, AopOp, AopResult, AopReturn, FaultKind, Features, InodeInfo, ResultKind, SyncMode, WritebackControl};
+pub use fs::aops::{
+    AddressSpaceOperations, AopFault, AopOp, AopResult, AopReturn, FaultKind, Features, InodeInfo,
+    ResultKind, SyncMode, WritebackControl,
+};
 pub use mm::page::{PAGE_SIZE, Page, PageRef};

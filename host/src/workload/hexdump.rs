@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn unknown_bytes_and_short_reads_are_shown() {
-        let dump = diff_dump(0, &[1, 2, 3, 4], &[1..2], &[1, 9], 2);
+        let dump = diff_dump(0, &[1, 2, 3, 4], std::slice::from_ref(&(1..2)), &[1, 9], 2);
         assert!(dump.contains("01 ?? 03 04"), "{dump}");
         assert!(dump.contains("01 09"), "{dump}");
         assert!(dump.lines().nth(1).unwrap().ends_with('<'));
