@@ -31,6 +31,10 @@ pub struct AddressSpace {
     /// AS_EIO / AS_ENOSPC: the first writeback error not yet reported to
     /// fsync.
     wb_error: Mutex<Option<Errno>>,
+    /// truncate_count: bumped when a truncate begins and again when it ends
+    /// (odd while one runs), so the fault path can tell that it raced with
+    /// one, as do_no_page does.
+    truncate_count: AtomicU64,
     /// The readahead window (one per inode: every caller shares it, as if
     /// all used one open file).
     pub(crate) ra: Mutex<FileRaState>,
@@ -49,6 +53,7 @@ impl AddressSpace {
             i_size: AtomicU64::new(size),
             i_mutex: Mutex::new(()),
             wb_error: Mutex::new(None),
+            truncate_count: AtomicU64::new(0),
             ra: Mutex::new(FileRaState::default()),
         }
     }
@@ -79,6 +84,17 @@ impl AddressSpace {
             ino: self.ino,
             size: self.size(),
         }
+    }
+
+    /// mapping->truncate_count: odd while a truncate runs.
+    pub fn truncate_count(&self) -> u64 {
+        self.truncate_count.load(Ordering::Acquire)
+    }
+
+    /// A truncate of this mapping begins (odd) or ends (even); the caller
+    /// holds `i_mutex`.
+    pub(crate) fn bump_truncate_count(&self) {
+        self.truncate_count.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Take inode->i_mutex.

@@ -269,20 +269,37 @@ impl Engine {
     }
 
     /// The fault path as a call: map page `pgoff` of the file and return its
-    /// bytes (a whole page; bytes past i_size are zero). Models
-    /// filemap_nopage.
+    /// bytes (a whole page; bytes past i_size are zero). Models do_no_page
+    /// around filemap_nopage: if a truncate ran while the page was being
+    /// mapped (truncate_count moved), the page may be past the new end of
+    /// file, so drop it and fault again.
     pub fn fault(&self, ino: u64, pgoff: u64) -> Result<Vec<u8>, VfsError> {
         let mapping = self.mapping(ino)?;
-        let page = self.filemap_nopage(&mapping, pgoff)?;
-        let mut data = page.snapshot();
-        // What user space sees past EOF in the last page is zero.
-        let size = mapping.size();
-        let page_start = pgoff << PAGE_SHIFT;
-        if size < page_start + PAGE_SIZE as u64 {
-            let valid = size.saturating_sub(page_start) as usize;
-            data[valid..].fill(0);
+        let mut budget = self.retry_budget(Caller::Fault, ino);
+        budget.at(pgoff);
+        loop {
+            let sequence = mapping.truncate_count();
+            if sequence % 2 == 1 {
+                // A truncate is running; it always finishes.
+                std::thread::yield_now();
+                continue;
+            }
+            let page = self.filemap_nopage(&mapping, pgoff)?;
+            let mut data = page.snapshot();
+            let size = mapping.size();
+            if mapping.truncate_count() != sequence {
+                drop(page);
+                budget.retry()?;
+                continue;
+            }
+            // What user space sees past EOF in the last page is zero.
+            let page_start = pgoff << PAGE_SHIFT;
+            if size < page_start + PAGE_SIZE as u64 {
+                let valid = size.saturating_sub(page_start) as usize;
+                data[valid..].fill(0);
+            }
+            return Ok(data);
         }
-        Ok(data)
     }
 
     /// Models filemap_nopage: find or read the page for a fault, retrying on

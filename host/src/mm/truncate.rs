@@ -25,10 +25,16 @@ impl Engine {
         }
         let _i_mutex = mapping.lock_inode();
         let old = mapping.size();
-        mapping.set_size(size);
         if size < old {
+            // unmap_mapping_range's truncate_count bump, around the whole
+            // shrink so a racing fault sees it whichever step it overlaps.
+            mapping.bump_truncate_count();
+            mapping.set_size(size);
             self.emit(TraceEvent::Truncate { ino, size });
             self.truncate_inode_pages(&mapping, size);
+            mapping.bump_truncate_count();
+        } else {
+            mapping.set_size(size);
         }
         self.call_truncate(&mapping)
     }
