@@ -170,6 +170,27 @@ fn a_plugin_that_corrupts_one_byte_is_a_mismatch_with_exit_1() {
 }
 
 #[test]
+fn a_trapping_plugin_is_reported_as_violations_and_errors_not_mismatches() {
+    require_plugin("bad-trap");
+    let o = run(&["run", "--plugin", "bad-trap", "--json"]);
+    let report = json(&o);
+    assert_eq!(o.status.code(), Some(0), "{report:#}\n{}", stderr(&o));
+    assert_eq!(report["mismatches"], 0);
+    assert!(
+        report["contract_violations"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert!(
+        report["aop_faults"]["readpage"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    let first = report["violation_messages"][0].as_str().unwrap();
+    assert!(first.contains("trap"), "{first}");
+    assert!(report["op_errors"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["verified_reads"].as_u64().unwrap() > 0);
+}
+
+#[test]
 fn an_unknown_key_names_file_line_field_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(
