@@ -34,11 +34,11 @@ impl Progress for TerminalProgress {
             let (bar, template) = match total {
                 Some(total) => (
                     ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-                    "{elapsed_precise} [{bar:40.cyan/blue}] {pos}/{len} ops ({per_sec}, eta {eta})",
+                    "{elapsed_precise} [{bar:40.cyan/blue}] {human_pos}/{human_len} ops (eta {eta})",
                 ),
                 None => (
                     ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                    "{elapsed_precise} {spinner} {pos} ops ({per_sec})",
+                    "{elapsed_precise} {spinner} {human_pos} ops",
                 ),
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
