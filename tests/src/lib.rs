@@ -19,7 +19,13 @@ use rand_chacha::ChaCha8Rng;
 /// An engine with readahead off, so each test sees exactly the aop calls of
 /// the caller path it exercises.
 pub fn engine_no_ra(aops: Arc<dyn AddressSpaceOperations>) -> Arc<Engine> {
-    Engine::new(aops, EngineConfig { ra_pages: 0, ..EngineConfig::default() })
+    Engine::new(
+        aops,
+        EngineConfig {
+            ra_pages: 0,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 /// A scripted aops over an in-memory store, and an engine (readahead off)
@@ -51,17 +57,27 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 /// clean page so the next access must call readpage.
 pub fn write_sync_and_evict(engine: &Engine, ino: u64, pos: u64, data: &[u8]) {
     engine.open(ino);
-    assert_eq!(engine.write(ino, pos, data).expect("setup write"), data.len());
+    assert_eq!(
+        engine.write(ino, pos, data).expect("setup write"),
+        data.len()
+    );
     engine.fsync(ino).expect("setup fsync");
     engine.drop_caches();
-    assert_eq!(engine.mapping(ino).unwrap().nrpages(), 0, "setup: cache should be empty after drop_caches");
+    assert_eq!(
+        engine.mapping(ino).unwrap().nrpages(),
+        0,
+        "setup: cache should be empty after drop_caches"
+    );
 }
 
 /// Read `len` bytes at `pos`.
 pub fn read(engine: &Engine, ino: u64, pos: u64, len: usize) -> Result<Vec<u8>, aopsfs::VfsError> {
     let mut buf = vec![0u8; len];
     let n = engine.read(ino, pos, &mut buf)?;
-    assert!(n <= len, "read returned {n} bytes for a {len}-byte buffer: a positive AOP value leaked?");
+    assert!(
+        n <= len,
+        "read returned {n} bytes for a {len}-byte buffer: a positive AOP value leaked?"
+    );
     buf.truncate(n);
     Ok(buf)
 }
@@ -71,9 +87,16 @@ pub fn read(engine: &Engine, ino: u64, pos: u64, len: usize) -> Result<Vec<u8>, 
 pub fn assert_page_baseline(engine: &Engine, ino: u64, index: u64) {
     let mapping = engine.mapping(ino).unwrap();
     if let Some(page) = mapping.find_get_page(index) {
-        assert!(!page.is_locked(), "page {ino}:{index} left locked: {page:?}");
+        assert!(
+            !page.is_locked(),
+            "page {ino}:{index} left locked: {page:?}"
+        );
         // Our lookup holds one reference, the page cache the other.
-        assert_eq!(page.count(), 2, "page {ino}:{index} reference count not at baseline: {page:?}");
+        assert_eq!(
+            page.count(),
+            2,
+            "page {ino}:{index} reference count not at baseline: {page:?}"
+        );
     }
 }
 
@@ -140,7 +163,9 @@ impl Model {
 
 /// Where the first difference between two byte strings is, for messages.
 pub fn first_difference(expected: &[u8], actual: &[u8]) -> Option<usize> {
-    expected.iter().zip(actual).position(|(a, b)| a != b).or_else(|| {
-        (expected.len() != actual.len()).then(|| expected.len().min(actual.len()))
-    })
+    expected
+        .iter()
+        .zip(actual)
+        .position(|(a, b)| a != b)
+        .or_else(|| (expected.len() != actual.len()).then(|| expected.len().min(actual.len())))
 }
