@@ -483,11 +483,15 @@ fn mismatch(
 }
 
 /// Whether `chunk` (bytes at `abs`, within one page) may come from the
-/// versions a racing read saw: it equals that chunk of some version, or of
-/// some version cut at another version's size with zeros after (a shrinking
+/// versions a racing read saw.
+///
+/// It may equal that chunk of one version. Otherwise it may be assembled
+/// from pieces split at the sizes of versions, because the read loop copies
+/// a page up to the i_size it sees and, when i_size has grown, copies the
+/// rest of the same page later: each piece must equal that piece of some
+/// version, or be zeros starting at or past some version's end (a shrinking
 /// truncate zeroes the tail of the partial page, and a page past the new
-/// size is read in as zeros, while the reader still goes by the size it saw
-/// before).
+/// size reads as zeros, while the reader still goes by an older size).
 pub fn chunk_matches(versions: &[Arc<Contents>], abs: usize, chunk: &[u8]) -> bool {
     if versions.iter().any(|v| v.matches(abs, chunk)) {
         return true;
@@ -496,15 +500,26 @@ pub fn chunk_matches(versions: &[Arc<Contents>], abs: usize, chunk: &[u8]) -> bo
         return false;
     }
     let end = abs + chunk.len();
-    versions.iter().any(|cut| {
-        let at = cut.len();
-        if at >= end {
-            return false;
-        }
-        let keep = at.saturating_sub(abs);
-        chunk[keep..].iter().all(|&b| b == 0)
-            && (keep == 0 || versions.iter().any(|v| v.matches(abs, &chunk[..keep])))
-    })
+    let mut cuts: Vec<usize> = versions
+        .iter()
+        .map(|v| v.len())
+        .filter(|&l| l > abs && l < end)
+        .collect();
+    cuts.push(end);
+    cuts.sort_unstable();
+    cuts.dedup();
+    let piece_ok = |a: usize, b: usize| {
+        let piece = &chunk[a - abs..b - abs];
+        versions.iter().any(|v| v.matches(a, piece))
+            || (piece.iter().all(|&x| x == 0) && versions.iter().any(|v| v.len() <= a))
+    };
+    // reached[i]: the chunk up to cuts[i] (or `abs` for the start) can be
+    // assembled.
+    let mut reached = vec![false; cuts.len()];
+    for (j, &b) in cuts.iter().enumerate() {
+        reached[j] = piece_ok(abs, b) || (0..j).any(|i| reached[i] && piece_ok(cuts[i], b));
+    }
+    reached[cuts.len() - 1]
 }
 
 /// Check a read of `len` bytes at `pos` that returned `got` against the
@@ -692,6 +707,19 @@ mod tests {
                 .check_read_allowing_short(ticket, 0, 11, b"jello")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_page_may_be_copied_in_two_pieces_split_at_a_size_seen() {
+        let old = v(&[1u8; PAGE_SIZE / 2]);
+        let new = v(&[2u8; PAGE_SIZE]);
+        let mut got = vec![1u8; PAGE_SIZE / 2];
+        got.extend(vec![2u8; PAGE_SIZE / 2]);
+        assert!(check_read(&[old.clone(), new.clone()], 0, PAGE_SIZE, &got).is_ok());
+        // Split anywhere else, it is a torn page.
+        let mut torn = vec![1u8; 100];
+        torn.extend(vec![2u8; PAGE_SIZE - 100]);
+        assert!(check_read(&[old, new], 0, PAGE_SIZE, &torn).is_err());
     }
 
     #[test]
