@@ -10,11 +10,13 @@ pub mod engine;
 pub mod errno;
 pub mod error;
 pub mod fs;
+pub mod fuse;
 pub mod mm;
 pub mod plugin;
 pub mod services;
 pub mod stats;
 pub mod trace;
+pub mod vfs;
 pub mod workload;
 
 pub use engine::{Engine, EngineConfig};

@@ -6,9 +6,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let cli = aopsfs::cli::Cli::parse();
+    // A mount is a long-running server: say what it does by default.
+    let default = match cli.command {
+        aopsfs::cli::Command::Mount(_) => "info",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AOPSFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("AOPSFS_LOG"))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    aopsfs::cli::main_with(aopsfs::cli::Cli::parse())
+    aopsfs::cli::main_with(cli)
 }

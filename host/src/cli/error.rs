@@ -20,6 +20,9 @@ pub enum CliError {
     /// The trace file could not be written.
     #[error("{}: --trace: {reason}", .path.display())]
     Trace { path: PathBuf, reason: String },
+    /// The mount could not start or failed while serving.
+    #[error("{}: {reason}", .path.display())]
+    Mount { path: PathBuf, reason: String },
     /// A flag's value is invalid.
     #[error("{flag}: {reason}")]
     Flag { flag: &'static str, reason: String },

@@ -6,6 +6,7 @@
 //! plugin or image), with a one-line error on stderr.
 
 pub mod error;
+pub mod mount;
 pub mod plugins;
 pub mod progress;
 pub mod run;
@@ -43,6 +44,10 @@ pub enum Command {
     /// List the bundled plugins, with a description and where each is
     /// built.
     Plugins(plugins::PluginsArgs),
+    /// Mount a plugin's filesystem with FUSE so real programs use it: the
+    /// host owns the namespace, every read and write goes through the page
+    /// cache and the plugin's aops.
+    Mount(mount::MountArgs),
 }
 
 /// Run a parsed command line; returns the process exit code. Errors are
@@ -51,6 +56,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run::execute(args),
         Command::Plugins(args) => plugins::execute(args),
+        Command::Mount(args) => mount::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -33,6 +33,8 @@ pub const NATIVE: [(&str, &str); 2] = [
 /// An opened target, and the temporary image to delete afterwards.
 pub struct Opened {
     pub target: Target,
+    /// The block device handed to a WASM plugin (none for native ones).
+    pub device: Option<Arc<BlockDevice>>,
     temp_image: Option<PathBuf>,
 }
 
@@ -79,7 +81,7 @@ pub fn open(spec: &TargetSpec<'_>) -> Result<Opened, CliError> {
         plugin_error(file, &e)
     })?;
     let (device, temp_image) = open_image(spec)?;
-    options = options.with_block_device(device);
+    options = options.with_block_device(Arc::clone(&device));
     let opened_file = path.display().to_string();
     let aops = PluginRuntime::shared()
         .and_then(|runtime| runtime.load_path(&path, options))
@@ -96,6 +98,7 @@ pub fn open(spec: &TargetSpec<'_>) -> Result<Opened, CliError> {
             aops,
             cluster_locks,
         },
+        device: Some(device),
         temp_image,
     })
 }
@@ -137,6 +140,7 @@ fn open_native(
             aops,
             cluster_locks,
         },
+        device: None,
         temp_image: None,
     })
 }
