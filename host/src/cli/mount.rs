@@ -80,6 +80,11 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub writeback_secs: u64,
 
+    /// At unmount, write the page cache and aop statistics (cache hits and
+    /// misses, aop calls by result, retries, violations) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
     /// Where to mount: an existing directory.
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
@@ -164,6 +169,22 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         reason: e.to_string(),
     })?;
     report(&engine, &summary);
+    if let Some(path) = &args.stats {
+        let json = serde_json::json!({
+            "ended_by": summary.ended_by,
+            "final_sync_error": summary.final_sync_error,
+            "stats": engine.stats().snapshot(),
+            "violations": engine.violations().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        });
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&json).expect("stats serialize"),
+        )
+        .map_err(|e| CliError::Flag {
+            flag: "--stats",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    }
     Ok(if summary.final_sync_error.is_some() {
         EXIT_MISMATCH
     } else {

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use crate::engine::Engine;
 use crate::error::VfsError;
 use crate::mm::page::PAGE_SIZE;
-use crate::vfs::checkpoint::Checkpointer;
+use crate::vfs::checkpoint::{CKPT_INOS, Checkpointer};
 use crate::vfs::inode::{FileKind, Inode, NAME_MAX, Timespec};
 use crate::vfs::namei::{Cred, DirEntry, Evict, Namespace, NewNode, NsError, SetAttr};
 
@@ -52,6 +52,8 @@ pub struct AopsFs {
     capacity: Capacity,
     /// readdir snapshots by directory handle.
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// File handles written through since open: their close writes back.
+    written: Mutex<std::collections::HashSet<u64>>,
     next_fh: AtomicU64,
 }
 
@@ -107,6 +109,7 @@ impl AopsFs {
             mode,
             capacity,
             dirs: Mutex::new(HashMap::new()),
+            written: Mutex::new(Default::default()),
             next_fh: AtomicU64::new(1),
         }
     }
@@ -121,7 +124,9 @@ impl AopsFs {
 
     fn open_flags(&self) -> FopenFlags {
         if self.mode.kernel_cache {
-            FopenFlags::empty()
+            // Every access goes through this one kernel mount, so its cache
+            // stays coherent across opens.
+            FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::FOPEN_DIRECT_IO
         }
@@ -452,7 +457,7 @@ impl Filesystem for AopsFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -463,33 +468,44 @@ impl Filesystem for AopsFs {
         match self.engine.write(ino.0, offset, data) {
             Ok(n) => {
                 self.ns.touch_data(ino.0);
+                self.written.lock().insert(fh.0);
                 reply.written(n as u32)
             }
             Err(e) => reply.error(vfs_err("write", ino.0, &e)),
         }
     }
 
+    /// close(): a handle that wrote writes its file back first and returns
+    /// the writeback error (NFS's close-to-open rule), so ENOSPC or EIO from
+    /// the plugin reaches the program instead of being lost.
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        if !self.written.lock().remove(&fh.0) {
+            return reply.ok();
+        }
+        match self.engine.fsync(ino.0) {
+            Ok(()) | Err(VfsError::NoInode(_)) => reply.ok(),
+            Err(e) => reply.error(vfs_err("close", ino.0, &e)),
+        }
     }
 
     fn release(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.written.lock().remove(&fh.0);
         let evict = self.ns.release(ino.0);
         self.evict(evict);
         reply.ok();
@@ -587,6 +603,7 @@ impl Filesystem for AopsFs {
             .engine
             .inos()
             .into_iter()
+            .filter(|ino| !CKPT_INOS.contains(ino))
             .filter_map(|ino| self.engine.size(ino).ok())
             .map(|s| s.div_ceil(bsize))
             .sum();

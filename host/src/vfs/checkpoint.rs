@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use crate::engine::Engine;
 use crate::error::VfsError;
+use crate::fs::aops::SyncMode;
 use crate::vfs::inode::FileKind;
 use crate::vfs::namei::{Namespace, NamespaceImage};
 
@@ -91,11 +92,10 @@ impl Checkpointer {
                 Err(e) => damage = Some(e),
             }
         }
-        // Give each slot its real i_size (it was opened at MAX_CKPT to read).
+        // Give each slot its real i_size (it was opened at MAX_CKPT to read),
+        // and reserve RESERVE bytes of storage in a never-written one.
         for (ino, len) in CKPT_INOS.into_iter().zip(lens) {
-            engine
-                .truncate(ino, len)
-                .map_err(|source| CheckpointError::Io { ino, source })?;
+            reserve_slot(engine, ino, len).map_err(|source| CheckpointError::Io { ino, source })?;
         }
         if best.is_none()
             && let Some(e) = damage
@@ -142,22 +142,25 @@ impl Checkpointer {
         let ino = CKPT_INOS[(generation % 2) as usize];
         let bytes = encode(generation, &image);
         let io = |source| CheckpointError::Io { ino, source };
+        // Overwrite in place, never shrink: the slot keeps the storage it
+        // has, so a full image can still take a checkpoint that fits.
         self.engine.open(ino);
         self.engine.write(ino, 0, &bytes).map_err(io)?;
-        self.engine.truncate(ino, bytes.len() as u64).map_err(io)?;
         self.engine.fsync(ino).map_err(io)?;
         *last = (generation, Some(version));
         data
     }
 
-    /// fsync every file but the checkpoint slots; the first error wins.
+    /// Write back every file but the checkpoint slots and wait
+    /// (filemap_write_and_wait without taking the error: it stays on the
+    /// mapping for the file's own fsync or close). The first error wins.
     fn writeback_files(&self) -> Result<(), CheckpointError> {
         let mut first = Ok(());
         for ino in self.engine.inos() {
             if CKPT_INOS.contains(&ino) {
                 continue;
             }
-            match self.engine.fsync(ino) {
+            match self.engine.writeback(ino, SyncMode::All) {
                 Ok(()) | Err(VfsError::NoInode(_)) => {}
                 Err(source) => {
                     if first.is_ok() {
@@ -168,6 +171,22 @@ impl Checkpointer {
         }
         first
     }
+}
+
+/// Storage each checkpoint slot keeps even when the namespace is small.
+pub const RESERVE: u64 = 256 << 10;
+
+/// Set a slot's i_size after a load: its checkpoint's length rounded up
+/// to the reserve; a slot never written gets RESERVE zero bytes written so
+/// its storage is allocated now, while the image has room.
+fn reserve_slot(engine: &Engine, ino: u64, len: u64) -> Result<(), VfsError> {
+    let keep = len.next_multiple_of(RESERVE).max(RESERVE);
+    engine.truncate(ino, keep)?;
+    if len == 0 {
+        engine.write(ino, 0, &vec![0u8; RESERVE as usize])?;
+        engine.fsync(ino)?;
+    }
+    Ok(())
 }
 
 /// The bytes of one checkpoint.

@@ -1,0 +1,532 @@
+//! Tests of `aopsfs mount`: real programs (cp, diff, fio, pjdfstest) on a
+//! real FUSE mount whose data path is the engine plus a WASM plugin.
+//! They need root, /dev/fuse, fio and pjdfstest (scripts/install-test-deps);
+//! they fail with the reason when those are missing, never skip.
+
+mod harness;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+
+use harness::{Mount, repo, require_fuse, run_ok, tool};
+
+/// The project's own source tree: the directories with no build output.
+const SOURCE_DIRS: [&str; 6] = ["host", "plugin-sdk", "wit", "tests", "examples", "scripts"];
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("aopsfs-mnt-")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// `cp -a` the source tree into the mount.
+fn copy_tree_in(mnt: &Path) {
+    let mut cp = Command::new("cp");
+    cp.arg("-a");
+    for d in SOURCE_DIRS {
+        cp.arg(repo().join(d));
+    }
+    cp.arg(mnt.join("src"));
+    fs::create_dir(mnt.join("src")).unwrap();
+    run_ok(&mut cp);
+}
+
+/// `diff -r` every copied directory against the original.
+fn diff_tree(mnt: &Path) {
+    for d in SOURCE_DIRS {
+        run_ok(
+            Command::new("diff")
+                .arg("-r")
+                .arg(repo().join(d))
+                .arg(mnt.join("src").join(d)),
+        );
+    }
+}
+
+/// Run one fio job file section in `dir`; assert err=0 for every job and
+/// that the verify pass read data back. Returns the JSON report.
+fn fio(dir: &Path, name: &str, args: &[&str]) -> serde_json::Value {
+    let out = dir.join(format!("../{name}.fio.json"));
+    let mut cmd = Command::new(tool("fio"));
+    cmd.current_dir(dir.parent().unwrap())
+        .arg(format!("--name={name}"))
+        .arg(format!("--directory={}", dir.display()))
+        .args([
+            "--size=16M",
+            "--bs=4k",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--verify_state_save=0",
+            "--fallocate=none",
+            "--output-format=json",
+        ])
+        .arg(format!("--output={}", out.display()))
+        .args(args);
+    let status = cmd.status().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&out).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("fio {name} ({status}) wrote no JSON report: {e}"));
+    assert!(status.success(), "fio {name} failed ({status}): {report}");
+    for job in report["jobs"].as_array().unwrap() {
+        assert_eq!(
+            job["error"], 0,
+            "fio job {} err != 0: {job}",
+            job["jobname"]
+        );
+        assert!(
+            job["read"]["io_bytes"].as_u64().unwrap() > 0,
+            "fio job {} verified nothing",
+            job["jobname"]
+        );
+    }
+    report
+}
+
+/// The two fio verification jobs every plugin must pass: random buffered
+/// writes from two jobs at once, and random writes through mmap.
+fn fio_jobs(mnt: &Path) {
+    let dir = mnt.join("fio");
+    fs::create_dir(&dir).unwrap();
+    fio(
+        &dir,
+        "randwrite",
+        &["--rw=randwrite", "--ioengine=psync", "--numjobs=2"],
+    );
+    fio(&dir, "mmap", &["--rw=randwrite", "--ioengine=mmap"]);
+}
+
+/// Copy, compare, fio; then unmount (the way `how` says) cleanly.
+fn real_programs_on(plugin: &str, extra: &[&str]) -> (Mount, tempfile::TempDir) {
+    let tmp = scratch();
+    let m = Mount::start(plugin, &tmp.path().join("mnt"), extra);
+    copy_tree_in(m.path());
+    diff_tree(m.path());
+    fio_jobs(m.path());
+    (m, tmp)
+}
+
+fn assert_clean_exit((status, log): (std::process::ExitStatus, String), how: &str) {
+    assert!(status.success(), "exit after {how}: {status}\n{log}");
+    assert!(log.contains(&format!("unmounted ({how})")), "{log}");
+    assert!(log.contains("everything written back"), "{log}");
+    assert!(log.contains(" 0 contract violations"), "{log}");
+}
+
+#[test]
+fn ramfs_mount_runs_cp_diff_and_fio() {
+    let (m, _tmp) = real_programs_on("ramfs", &[]);
+    assert_clean_exit(m.umount(), "umount");
+}
+
+#[test]
+fn native_ramfs_mount_runs_cp_diff_and_fio() {
+    let (m, _tmp) = real_programs_on("native:ramfs", &[]);
+    assert_clean_exit(m.stop_with_signal(libc::SIGINT), "SIGINT");
+}
+
+#[test]
+fn clusterfs_mount_runs_cp_diff_and_fio() {
+    let (m, _tmp) = real_programs_on("clusterfs", &["--threads", "8"]);
+    assert_clean_exit(m.umount(), "umount");
+}
+
+#[test]
+fn blockfs_mount_survives_unmount_and_remount() {
+    let tmp = scratch();
+    let image = tmp.path().join("disk.img");
+    let flags = ["--image", image.to_str().unwrap(), "--image-size", "256M"];
+    let (m, _t) = real_programs_on("blockfs", &flags);
+    let mnt = m.path().to_owned();
+    fs::write(mnt.join("src/attrs"), b"x").unwrap();
+    let perm = std::os::unix::fs::PermissionsExt::from_mode(0o640);
+    fs::set_permissions(mnt.join("src/attrs"), perm).unwrap();
+    std::os::unix::fs::symlink("attrs", mnt.join("src/link")).unwrap();
+    fs::hard_link(mnt.join("src/attrs"), mnt.join("src/hard")).unwrap();
+    let before = fs::symlink_metadata(mnt.join("src/attrs")).unwrap();
+    assert_clean_exit(m.stop_with_signal(libc::SIGTERM), "SIGTERM");
+
+    // Same image, new process: same tree, contents and attributes.
+    let m = Mount::start("blockfs", &mnt, &["--image", image.to_str().unwrap()]);
+    diff_tree(&mnt);
+    let after = fs::symlink_metadata(mnt.join("src/attrs")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (
+            after.mode(),
+            after.nlink(),
+            after.uid(),
+            after.size(),
+            after.mtime(),
+            after.ino()
+        ),
+        (
+            before.mode(),
+            before.nlink(),
+            before.uid(),
+            before.size(),
+            before.mtime(),
+            before.ino()
+        )
+    );
+    assert_eq!(
+        fs::read_link(mnt.join("src/link")).unwrap(),
+        Path::new("attrs")
+    );
+    // fio's data, checked again after the remount.
+    let dir = mnt.join("fio");
+    fio(
+        &dir,
+        "randwrite",
+        &[
+            "--rw=randwrite",
+            "--ioengine=psync",
+            "--numjobs=2",
+            "--verify_only",
+        ],
+    );
+    fio(
+        &dir,
+        "mmap",
+        &["--rw=randwrite", "--ioengine=mmap", "--verify_only"],
+    );
+    assert_clean_exit(m.umount(), "umount");
+}
+
+// ---- errno ---------------------------------------------------------------
+
+fn ramfs_mount() -> (Mount, tempfile::TempDir) {
+    let tmp = scratch();
+    let m = Mount::start("ramfs", &tmp.path().join("mnt"), &[]);
+    (m, tmp)
+}
+
+fn raw(e: std::io::Error) -> i32 {
+    e.raw_os_error()
+        .unwrap_or_else(|| panic!("not an OS error: {e}"))
+}
+
+#[test]
+fn errno_enoent() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    assert_eq!(
+        raw(File::open(p.join("missing")).unwrap_err()),
+        libc::ENOENT
+    );
+    assert_eq!(
+        raw(fs::remove_file(p.join("missing")).unwrap_err()),
+        libc::ENOENT
+    );
+    assert_eq!(
+        raw(fs::rename(p.join("missing"), p.join("x")).unwrap_err()),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn errno_eexist() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    fs::create_dir(p.join("d")).unwrap();
+    assert_eq!(raw(fs::create_dir(p.join("d")).unwrap_err()), libc::EEXIST);
+    fs::write(p.join("f"), b"x").unwrap();
+    let excl = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p.join("f"));
+    assert_eq!(raw(excl.unwrap_err()), libc::EEXIST);
+    assert_eq!(
+        raw(fs::hard_link(p.join("f"), p.join("d")).unwrap_err()),
+        libc::EEXIST
+    );
+}
+
+#[test]
+fn errno_enotdir() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    fs::write(p.join("f"), b"x").unwrap();
+    assert_eq!(
+        raw(File::open(p.join("f/child")).unwrap_err()),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        raw(fs::create_dir(p.join("f/sub")).unwrap_err()),
+        libc::ENOTDIR
+    );
+    assert_eq!(raw(fs::remove_dir(p.join("f")).unwrap_err()), libc::ENOTDIR);
+    fs::create_dir(p.join("d")).unwrap();
+    assert_eq!(
+        raw(fs::rename(p.join("d"), p.join("f")).unwrap_err()),
+        libc::ENOTDIR
+    );
+}
+
+#[test]
+fn errno_eisdir() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    fs::create_dir(p.join("d")).unwrap();
+    let w = OpenOptions::new().write(true).open(p.join("d"));
+    assert_eq!(raw(w.unwrap_err()), libc::EISDIR);
+    fs::write(p.join("f"), b"x").unwrap();
+    assert_eq!(
+        raw(fs::rename(p.join("f"), p.join("d")).unwrap_err()),
+        libc::EISDIR
+    );
+}
+
+#[test]
+fn errno_enotempty() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    fs::create_dir_all(p.join("d/e")).unwrap();
+    assert_eq!(
+        raw(fs::remove_dir(p.join("d")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+    fs::create_dir(p.join("other")).unwrap();
+    assert_eq!(
+        raw(fs::rename(p.join("other"), p.join("d")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+}
+
+#[test]
+fn errno_enametoolong() {
+    let (m, _t) = ramfs_mount();
+    let p = m.path();
+    let long = "n".repeat(256);
+    assert_eq!(
+        raw(fs::write(p.join(&long), b"x").unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        raw(fs::create_dir(p.join(&long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    fs::write(p.join(&long[..255]), b"x").unwrap();
+    assert_eq!(fs::read(p.join(&long[..255])).unwrap(), b"x");
+}
+
+#[test]
+fn errno_efbig() {
+    let (m, _t) = ramfs_mount();
+    let f = File::create(m.path().join("f")).unwrap();
+    // s_maxbytes is 1 TiB (EngineConfig::max_file_size).
+    assert_eq!(raw(f.write_at(b"x", 1 << 40).unwrap_err()), libc::EFBIG);
+    assert_eq!(raw(f.set_len((1 << 40) + 1).unwrap_err()), libc::EFBIG);
+    f.write_at(b"y", (1 << 40) - 1).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1 << 40);
+}
+
+#[test]
+fn errno_enospc_when_the_image_is_full() {
+    let tmp = scratch();
+    let image = tmp.path().join("small.img");
+    let m = Mount::start(
+        "blockfs",
+        &tmp.path().join("mnt"),
+        &["--image", image.to_str().unwrap(), "--image-size", "4M"],
+    );
+    let mut f = File::create(m.path().join("big")).unwrap();
+    let chunk = vec![0xa5u8; 1 << 20];
+    // Blocks are allocated at writepage (delayed allocation), so the error
+    // comes at the latest from fsync; close would report it too.
+    let mut err = None;
+    for _ in 0..8 {
+        if let Err(e) = f.write_all(&chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err
+        .or_else(|| f.sync_all().err())
+        .expect("8 MiB fit a 4 MiB image?");
+    assert_eq!(raw(err), libc::ENOSPC);
+    drop(f);
+    // Freeing space makes room again, and the mount kept working.
+    fs::remove_file(m.path().join("big")).unwrap();
+    fs::write(m.path().join("small"), b"fits").unwrap();
+    assert_eq!(fs::read(m.path().join("small")).unwrap(), b"fits");
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn errno_eio_when_the_plugin_traps_and_the_mount_survives() {
+    let tmp = scratch();
+    let m = Mount::start("bad-trap", &tmp.path().join("mnt"), &[]);
+    let p = m.path();
+    // Written pages stay cached (ramfs); a page that only exists past a
+    // truncate-extend must be read through readpage, which traps.
+    let f = File::create(p.join("holey")).unwrap();
+    f.set_len(8192).unwrap();
+    drop(f);
+    let mut buf = Vec::new();
+    let err = File::open(p.join("holey"))
+        .unwrap()
+        .read_to_end(&mut buf)
+        .unwrap_err();
+    assert_eq!(raw(err), libc::EIO);
+    // The mount still serves other files.
+    fs::write(p.join("ok"), b"still here").unwrap();
+    assert_eq!(fs::read(p.join("ok")).unwrap(), b"still here");
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("trap") && log.contains("readpage"),
+        "log names the trap:\n{log}"
+    );
+}
+
+// ---- caching mode ----------------------------------------------------------
+
+/// Read one 4 KiB file 50 times (25 preads on one descriptor, 25 fresh
+/// opens) and return the engine's page cache hits from the mount's
+/// --stats report.
+fn cache_hits_for_50_reads(extra: &[&str]) -> u64 {
+    let tmp = scratch();
+    let stats = tmp.path().join("stats.json");
+    let mut flags = vec!["--stats", stats.to_str().unwrap()];
+    flags.extend_from_slice(extra);
+    let m = Mount::start("ramfs", &tmp.path().join("mnt"), &flags);
+    fs::write(m.path().join("f"), vec![7u8; 4096]).unwrap();
+    let f = File::open(m.path().join("f")).unwrap();
+    for _ in 0..25 {
+        let mut buf = vec![0u8; 4096];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, vec![7u8; 4096]);
+    }
+    drop(f);
+    for _ in 0..25 {
+        assert_eq!(fs::read(m.path().join("f")).unwrap(), vec![7u8; 4096]);
+    }
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&stats).unwrap()).unwrap();
+    report["stats"]["cache_hits"].as_u64().unwrap()
+}
+
+#[test]
+fn default_mode_sends_every_read_through_our_page_cache() {
+    require_fuse();
+    let direct = cache_hits_for_50_reads(&[]);
+    assert!(direct >= 50, "50 reads, {direct} reached the engine");
+    let kernel = cache_hits_for_50_reads(&["--kernel-cache"]);
+    assert!(
+        kernel < direct,
+        "--kernel-cache should let the kernel answer some reads ({kernel} vs {direct})"
+    );
+}
+
+// ---- pjdfstest -------------------------------------------------------------
+
+/// `name  # reason` lines of a list in tests/pjdfstest/; every entry needs
+/// a reason.
+fn listed(file: &str) -> Vec<String> {
+    let path = repo().join("tests/pjdfstest").join(file);
+    let text = fs::read_to_string(&path).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, reason) = l
+                .split_once('#')
+                .unwrap_or_else(|| panic!("{}: {l:?} has no `# reason`", path.display()));
+            assert!(
+                !reason.trim().is_empty(),
+                "{}: {l:?} has an empty reason",
+                path.display()
+            );
+            name.trim().to_owned()
+        })
+        .collect()
+}
+
+fn pjdfstest_on(plugin: &str, extra: &[&str]) {
+    let pjdfstest = tool("pjdfstest");
+    run_ok(Command::new("id").arg("tests"));
+    let tmp = scratch();
+    // pjdfstest 0.2.2 underflows building its PATH_MAX path when
+    // (4073 - len(mount path)) is a multiple of 127; keep clear of that.
+    let mut mnt = tmp.path().join("mnt");
+    if (4073 - mnt.as_os_str().len()).is_multiple_of(127) {
+        mnt = tmp.path().join("mnt_");
+    }
+    let m = Mount::start(plugin, &mnt, extra);
+    let expected = listed("expected-failures.txt");
+    let config = fs::read_to_string(repo().join("tests/pjdfstest/linux.toml"))
+        .unwrap()
+        .replace(
+            "expected_failures = []",
+            &format!("expected_failures = {expected:?}"),
+        );
+    let config_path = tmp.path().join("pjdfstest.toml");
+    fs::write(&config_path, config).unwrap();
+    let out = Command::new("timeout")
+        .args(["-k", "10", "900"])
+        .arg(pjdfstest)
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-p")
+        .arg(m.path())
+        .arg("-s")
+        .arg(tmp.path())
+        .env("RUST_BACKTRACE", "0")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with("FAILED") || l.contains("PASSED UNEXPECTEDLY"))
+        .collect();
+    assert!(
+        failed.is_empty() && out.status.success(),
+        "pjdfstest on {plugin}: failures outside tests/pjdfstest/expected-failures.txt \
+         ({}):\n{}\n{}",
+        out.status,
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let skipped: Vec<String> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with("skipped"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    let mut want = listed("expected-skips.txt");
+    let mut got = skipped.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "skipped tests differ from tests/pjdfstest/expected-skips.txt"
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .expect("summary line");
+    eprintln!("pjdfstest on {plugin}: {summary}");
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn pjdfstest_on_ramfs() {
+    pjdfstest_on("ramfs", &[]);
+}
+
+#[test]
+fn pjdfstest_on_blockfs() {
+    let tmp = scratch();
+    let image = tmp.path().join("disk.img");
+    pjdfstest_on(
+        "blockfs",
+        &["--image", image.to_str().unwrap(), "--image-size", "128M"],
+    );
+}
