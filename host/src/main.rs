@@ -9,7 +9,8 @@ fn main() -> ExitCode {
     let cli = aopsfs::cli::Cli::parse();
     // A mount is a long-running server: say what it does by default.
     let default = match cli.command {
-        aopsfs::cli::Command::Mount(_) => "info",
+        // (fuser warns about a second umount after an outside `umount`.)
+        aopsfs::cli::Command::Mount(_) => "info,fuser::session=error",
         _ => "error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AOPSFS_LOG")

@@ -20,8 +20,9 @@ pub enum CliError {
     /// The trace file could not be written.
     #[error("{}: --trace: {reason}", .path.display())]
     Trace { path: PathBuf, reason: String },
-    /// The mount could not start or failed while serving.
-    #[error("{}: {reason}", .path.display())]
+    /// The mount could not start or failed while serving (the reason
+    /// names the mount point).
+    #[error("{reason}")]
     Mount { path: PathBuf, reason: String },
     /// A flag's value is invalid.
     #[error("{flag}: {reason}")]

@@ -432,6 +432,37 @@ fn errno_eio_when_the_plugin_traps_and_the_mount_survives() {
     );
 }
 
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    require_fuse();
+    let tmp = scratch();
+    let file = tmp.path().join("file");
+    fs::write(&file, b"not a directory").unwrap();
+    let garbage = tmp.path().join("garbage.img");
+    fs::write(&garbage, vec![0x5au8; 1 << 20]).unwrap();
+    let dir = tmp.path().join("dir");
+    fs::create_dir(&dir).unwrap();
+    let (d, f, g) = (dir.to_str().unwrap(), file.to_str().unwrap(), garbage.to_str().unwrap());
+    let cases: [(&[&str], &str); 5] = [
+        (&["/nonexistent-aopsfs-mnt"], "No such file"),
+        (&[f], "not a directory"),
+        (&["--plugin", "nosuch", d], "not found"),
+        (&["--plugin", "blockfs", "--image", g, d], "bad magic"),
+        (&["--threads", "0", d], "--threads"),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_aopsfs"))
+            .arg("mount")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got:\n{err}");
+        assert!(err.starts_with("aopsfs: error: ") && err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 // ---- caching mode ----------------------------------------------------------
 
 /// Read one 4 KiB file 50 times (25 preads on one descriptor, 25 fresh
