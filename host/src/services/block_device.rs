@@ -240,15 +240,19 @@ impl BlockDevice {
 mod tests {
     use super::*;
 
-    fn temp_image(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("aopsfs-bdev-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("disk.img")
+    /// A scratch image path in a directory removed when the guard drops.
+    fn temp_image(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("aopsfs-bdev-{name}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("disk.img");
+        (dir, path)
     }
 
     #[test]
     fn new_image_is_sparse_and_reads_zeros() {
-        let path = temp_image("sparse");
+        let (_dir, path) = temp_image("sparse");
         let _ = std::fs::remove_file(&path);
         let dev = BlockDevice::open_or_create(&path, 64 * BLOCK_SIZE as u64).unwrap();
         assert_eq!(dev.block_count(), 64);
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn misaligned_image_is_a_clear_error() {
-        let path = temp_image("misaligned");
+        let (_dir, path) = temp_image("misaligned");
         std::fs::write(&path, vec![0u8; 5000]).unwrap();
         let err = BlockDevice::open(&path).unwrap_err();
         assert!(

@@ -100,13 +100,15 @@ fn fio_jobs(mnt: &Path) {
 }
 
 /// Copy, compare, fio; then unmount (the way `how` says) cleanly.
-fn real_programs_on(plugin: &str, extra: &[&str]) -> (Mount, tempfile::TempDir) {
+/// Returns (scratch dir, mount): bound in that order, the mount drops (and
+/// unmounts) before its directory is removed.
+fn real_programs_on(plugin: &str, extra: &[&str]) -> (tempfile::TempDir, Mount) {
     let tmp = scratch();
     let m = Mount::start(plugin, &tmp.path().join("mnt"), extra);
     copy_tree_in(m.path());
     diff_tree(m.path());
     fio_jobs(m.path());
-    (m, tmp)
+    (tmp, m)
 }
 
 fn assert_clean_exit((status, log): (std::process::ExitStatus, String), how: &str) {
@@ -118,19 +120,19 @@ fn assert_clean_exit((status, log): (std::process::ExitStatus, String), how: &st
 
 #[test]
 fn ramfs_mount_runs_cp_diff_and_fio() {
-    let (m, _tmp) = real_programs_on("ramfs", &[]);
+    let (_tmp, m) = real_programs_on("ramfs", &[]);
     assert_clean_exit(m.umount(), "umount");
 }
 
 #[test]
 fn native_ramfs_mount_runs_cp_diff_and_fio() {
-    let (m, _tmp) = real_programs_on("native:ramfs", &[]);
+    let (_tmp, m) = real_programs_on("native:ramfs", &[]);
     assert_clean_exit(m.stop_with_signal(libc::SIGINT), "SIGINT");
 }
 
 #[test]
 fn clusterfs_mount_runs_cp_diff_and_fio() {
-    let (m, _tmp) = real_programs_on("clusterfs", &["--threads", "8"]);
+    let (_tmp, m) = real_programs_on("clusterfs", &["--threads", "8"]);
     assert_clean_exit(m.umount(), "umount");
 }
 
@@ -144,7 +146,14 @@ fn clusterfs_mount_makes_concurrent_programs_contend_and_retry() {
     let m = Mount::start(
         "clusterfs",
         &tmp.path().join("mnt"),
-        &["--threads", "8", "--cache-mb", "4", "--stats", stats.to_str().unwrap()],
+        &[
+            "--threads",
+            "8",
+            "--cache-mb",
+            "4",
+            "--stats",
+            stats.to_str().unwrap(),
+        ],
     );
     let out = tmp.path().join("contend.json");
     run_ok(
@@ -177,8 +186,12 @@ fn clusterfs_mount_makes_concurrent_programs_contend_and_retry() {
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    let truncated = stats["stats"]["aop_calls"]["readpage"]["truncated_page"].as_u64().unwrap()
-        + stats["stats"]["aop_calls"]["prepare_write"]["truncated_page"].as_u64().unwrap();
+    let truncated = stats["stats"]["aop_calls"]["readpage"]["truncated_page"]
+        .as_u64()
+        .unwrap()
+        + stats["stats"]["aop_calls"]["prepare_write"]["truncated_page"]
+            .as_u64()
+            .unwrap();
     assert!(retries > 0 && truncated > 0, "no contention seen: {stats}");
 }
 
@@ -187,7 +200,7 @@ fn blockfs_mount_survives_unmount_and_remount() {
     let tmp = scratch();
     let image = tmp.path().join("disk.img");
     let flags = ["--image", image.to_str().unwrap(), "--image-size", "256M"];
-    let (m, _t) = real_programs_on("blockfs", &flags);
+    let (_t, m) = real_programs_on("blockfs", &flags);
     let mnt = m.path().to_owned();
     fs::write(mnt.join("src/attrs"), b"x").unwrap();
     let perm = std::os::unix::fs::PermissionsExt::from_mode(0o640);
@@ -246,10 +259,10 @@ fn blockfs_mount_survives_unmount_and_remount() {
 
 // ---- errno ---------------------------------------------------------------
 
-fn ramfs_mount() -> (Mount, tempfile::TempDir) {
+fn ramfs_mount() -> (tempfile::TempDir, Mount) {
     let tmp = scratch();
     let m = Mount::start("ramfs", &tmp.path().join("mnt"), &[]);
-    (m, tmp)
+    (tmp, m)
 }
 
 fn raw(e: std::io::Error) -> i32 {
@@ -259,7 +272,7 @@ fn raw(e: std::io::Error) -> i32 {
 
 #[test]
 fn errno_enoent() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     assert_eq!(
         raw(File::open(p.join("missing")).unwrap_err()),
@@ -277,7 +290,7 @@ fn errno_enoent() {
 
 #[test]
 fn errno_eexist() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::create_dir(p.join("d")).unwrap();
     assert_eq!(raw(fs::create_dir(p.join("d")).unwrap_err()), libc::EEXIST);
@@ -295,7 +308,7 @@ fn errno_eexist() {
 
 #[test]
 fn errno_enotdir() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::write(p.join("f"), b"x").unwrap();
     assert_eq!(
@@ -316,7 +329,7 @@ fn errno_enotdir() {
 
 #[test]
 fn errno_eisdir() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::create_dir(p.join("d")).unwrap();
     let w = OpenOptions::new().write(true).open(p.join("d"));
@@ -330,7 +343,7 @@ fn errno_eisdir() {
 
 #[test]
 fn errno_enotempty() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::create_dir_all(p.join("d/e")).unwrap();
     assert_eq!(
@@ -346,7 +359,7 @@ fn errno_enotempty() {
 
 #[test]
 fn errno_enametoolong() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let p = m.path();
     let long = "n".repeat(256);
     assert_eq!(
@@ -363,7 +376,7 @@ fn errno_enametoolong() {
 
 #[test]
 fn errno_efbig() {
-    let (m, _t) = ramfs_mount();
+    let (_t, m) = ramfs_mount();
     let f = File::create(m.path().join("f")).unwrap();
     // s_maxbytes is 1 TiB (EngineConfig::max_file_size).
     assert_eq!(raw(f.write_at(b"x", 1 << 40).unwrap_err()), libc::EFBIG);
@@ -442,7 +455,11 @@ fn bad_input_is_one_line_and_exit_2() {
     fs::write(&garbage, vec![0x5au8; 1 << 20]).unwrap();
     let dir = tmp.path().join("dir");
     fs::create_dir(&dir).unwrap();
-    let (d, f, g) = (dir.to_str().unwrap(), file.to_str().unwrap(), garbage.to_str().unwrap());
+    let (d, f, g) = (
+        dir.to_str().unwrap(),
+        file.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+    );
     let cases: [(&[&str], &str); 5] = [
         (&["/nonexistent-aopsfs-mnt"], "No such file"),
         (&[f], "not a directory"),
@@ -459,7 +476,10 @@ fn bad_input_is_one_line_and_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: one line, got:\n{err}");
-        assert!(err.starts_with("aopsfs: error: ") && err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.starts_with("aopsfs: error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
     }
 }
 
