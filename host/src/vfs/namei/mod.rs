@@ -251,6 +251,19 @@ impl Namespace {
                 ));
             }
         }
+        // Every inode hangs off the root: no detached subtree, no cycle.
+        let mut seen = std::collections::HashSet::from([ROOT_INO]);
+        let mut queue = vec![ROOT_INO];
+        while let Some(dir) = queue.pop() {
+            for child in inodes[&dir].dir().values() {
+                if seen.insert(*child) && inodes[child].is_dir() {
+                    queue.push(*child);
+                }
+            }
+        }
+        if let Some(lost) = inodes.keys().find(|ino| !seen.contains(ino)) {
+            return Err(format!("inode {lost} is not reachable from the root"));
+        }
         Ok(Namespace {
             state: Mutex::new(State {
                 inodes,

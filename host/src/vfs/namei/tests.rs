@@ -242,3 +242,151 @@ fn inode_numbers_stay_below_the_limit() {
         libc::ENOSPC
     );
 }
+
+mod model {
+    //! Random directory operations (like fsx, for the namespace): after
+    //! each one, whatever it returned, the namespace must still load from
+    //! its own image (a tree, link counts equal to names, parents right,
+    //! everything reachable), and agree with a model of paths.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(usize, u8),
+        Mkdir(usize, u8),
+        Unlink(usize, u8),
+        Rmdir(usize, u8),
+        Rename(usize, u8, usize, u8, u32),
+        Link(usize, u8, usize, u8),
+    }
+
+    const NAMES: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let d = 0usize..8;
+        let n = 0u8..4;
+        let flags = prop_oneof![
+            Just(0u32),
+            Just(libc::RENAME_NOREPLACE),
+            Just(libc::RENAME_EXCHANGE)
+        ];
+        prop_oneof![
+            (d.clone(), n.clone()).prop_map(|(d, n)| Op::Create(d, n)),
+            (d.clone(), n.clone()).prop_map(|(d, n)| Op::Mkdir(d, n)),
+            (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
+            (d.clone(), n.clone()).prop_map(|(d, n)| Op::Rmdir(d, n)),
+            (d.clone(), n.clone(), d.clone(), n.clone(), flags)
+                .prop_map(|(a, b, c, e, f)| Op::Rename(a, b, c, e, f)),
+            (d.clone(), n.clone(), d, n).prop_map(|(a, b, c, e)| Op::Link(a, b, c, e)),
+        ]
+    }
+
+    /// The model: path -> (inode, is_dir). Paths are lists of names.
+    type Model = BTreeMap<Vec<Vec<u8>>, (u64, bool)>;
+
+    fn dirs(model: &Model) -> Vec<(Vec<Vec<u8>>, u64)> {
+        let mut v = vec![(vec![], ROOT_INO)];
+        v.extend(
+            model
+                .iter()
+                .filter(|(_, (_, d))| *d)
+                .map(|(p, (i, _))| (p.clone(), *i)),
+        );
+        v
+    }
+
+    /// Walk the namespace and list every path.
+    fn walk(ns: &Namespace) -> Model {
+        let mut out = Model::new();
+        let mut stack = vec![(Vec::<Vec<u8>>::new(), ROOT_INO)];
+        while let Some((path, ino)) = stack.pop() {
+            for (name, child) in ns.children(ino).unwrap() {
+                let mut p = path.clone();
+                p.push(name);
+                let is_dir = ns.getattr(child).unwrap().is_dir();
+                out.insert(p.clone(), (child, is_dir));
+                if is_dir {
+                    stack.push((p, child));
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn random_directory_operations_keep_a_consistent_tree(ops in prop::collection::vec(op(), 1..60)) {
+            let ns = ns();
+            for op in ops {
+                let model = walk(&ns);
+                let ds = dirs(&model);
+                let pick = |i: usize| ds[i % ds.len()].clone();
+                let name = |n: u8| NAMES[n as usize];
+                let path = |d: &(Vec<Vec<u8>>, u64), n: u8| {
+                    let mut p = d.0.clone();
+                    p.push(name(n).to_vec());
+                    p
+                };
+                match op {
+                    Op::Create(d, n) | Op::Mkdir(d, n) => {
+                        let dir = pick(d);
+                        let node = if matches!(op, Op::Create(..)) { file(0o644) } else { super::dir() };
+                        let r = ns.create(dir.1, name(n), node, ROOT, None);
+                        prop_assert_eq!(r.is_ok(), !model.contains_key(&path(&dir, n)), "{:?}", op);
+                    }
+                    Op::Unlink(d, n) => {
+                        let dir = pick(d);
+                        let r = ns.unlink(dir.1, name(n));
+                        match model.get(&path(&dir, n)) {
+                            None => prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::ENOENT)),
+                            Some((_, true)) => prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::EISDIR)),
+                            Some((_, false)) => prop_assert!(r.is_ok()),
+                        }
+                    }
+                    Op::Rmdir(d, n) => {
+                        let dir = pick(d);
+                        let p = path(&dir, n);
+                        let r = ns.rmdir(dir.1, name(n));
+                        let empty = !model.keys().any(|k| k.len() > p.len() && k.starts_with(&p));
+                        match model.get(&p) {
+                            None => prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::ENOENT)),
+                            Some((_, false)) => prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::ENOTDIR)),
+                            Some((_, true)) if !empty => prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::ENOTEMPTY)),
+                            Some((_, true)) => prop_assert!(r.is_ok()),
+                        }
+                    }
+                    Op::Rename(a, n, b, m, flags) => {
+                        let (from, to) = (pick(a), pick(b));
+                        let (src, dst) = (path(&from, n), path(&to, m));
+                        let r = ns.rename(from.1, name(n), to.1, name(m), flags);
+                        if !model.contains_key(&src) {
+                            prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::ENOENT));
+                        } else if model[&src].1 && dst.starts_with(&src) && dst != src {
+                            prop_assert_eq!(r.err().map(|e| e.errno()), Some(libc::EINVAL));
+                        } else if r.is_ok() && flags == 0 {
+                            let after = walk(&ns);
+                            prop_assert_eq!(after.get(&dst).map(|e| e.0), Some(model[&src].0));
+                        }
+                    }
+                    Op::Link(a, n, b, m) => {
+                        let (from, to) = (pick(a), pick(b));
+                        let (src, dst) = (path(&from, n), path(&to, m));
+                        let r = ns.lookup(from.1, name(n)).and_then(|i| ns.link(i.ino, to.1, name(m)));
+                        let ok = matches!(model.get(&src), Some((_, false))) && !model.contains_key(&dst);
+                        prop_assert_eq!(r.is_ok(), ok, "{:?}", op);
+                    }
+                }
+                // The invariant: the image is a consistent tree, and
+                // reloading it shows the same paths.
+                let reloaded = reload(&ns);
+                prop_assert_eq!(walk(&reloaded), walk(&ns));
+            }
+        }
+    }
+}
