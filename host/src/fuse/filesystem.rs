@@ -194,6 +194,17 @@ impl AopsFs {
         Ok(inode)
     }
 
+    /// Reply to an operation that may have removed a file's last name.
+    fn reply_removal(&self, reply: ReplyEmpty, r: Result<Option<Evict>, NsError>) {
+        match r {
+            Ok(evict) => {
+                self.evict(evict);
+                reply.ok()
+            }
+            Err(e) => reply.error(ns_err(e)),
+        }
+    }
+
     fn reply_entry(&self, reply: ReplyEntry, r: Result<Inode, Errno>) {
         match r {
             Ok(inode) => reply.entry(&ENTRY_TTL, &self.attr(&inode), Generation(0)),
@@ -340,23 +351,11 @@ impl Filesystem for AopsFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ns.unlink(parent.0, name.as_bytes()) {
-            Ok(evict) => {
-                self.evict(evict);
-                reply.ok()
-            }
-            Err(e) => reply.error(ns_err(e)),
-        }
+        self.reply_removal(reply, self.ns.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ns.rmdir(parent.0, name.as_bytes()) {
-            Ok(evict) => {
-                self.evict(evict);
-                reply.ok()
-            }
-            Err(e) => reply.error(ns_err(e)),
-        }
+        self.reply_removal(reply, self.ns.rmdir(parent.0, name.as_bytes()));
     }
 
     fn symlink(
@@ -398,13 +397,7 @@ impl Filesystem for AopsFs {
             newname.as_bytes(),
             flags.bits(),
         );
-        match r {
-            Ok(evict) => {
-                self.evict(evict);
-                reply.ok()
-            }
-            Err(e) => reply.error(ns_err(e)),
-        }
+        self.reply_removal(reply, r);
     }
 
     fn link(

@@ -328,20 +328,19 @@ fn raw(e: std::io::Error) -> i32 {
         .unwrap_or_else(|| panic!("not an OS error: {e}"))
 }
 
+/// The errno of a call that must fail.
+fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    raw(r.expect_err("the call should fail"))
+}
+
 #[test]
 fn errno_enoent() {
     let (_t, m) = ramfs_mount();
     let p = m.path();
+    assert_eq!(errno(File::open(p.join("missing"))), libc::ENOENT);
+    assert_eq!(errno(fs::remove_file(p.join("missing"))), libc::ENOENT);
     assert_eq!(
-        raw(File::open(p.join("missing")).unwrap_err()),
-        libc::ENOENT
-    );
-    assert_eq!(
-        raw(fs::remove_file(p.join("missing")).unwrap_err()),
-        libc::ENOENT
-    );
-    assert_eq!(
-        raw(fs::rename(p.join("missing"), p.join("x")).unwrap_err()),
+        errno(fs::rename(p.join("missing"), p.join("x"))),
         libc::ENOENT
     );
 }
@@ -351,17 +350,14 @@ fn errno_eexist() {
     let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::create_dir(p.join("d")).unwrap();
-    assert_eq!(raw(fs::create_dir(p.join("d")).unwrap_err()), libc::EEXIST);
+    assert_eq!(errno(fs::create_dir(p.join("d"))), libc::EEXIST);
     fs::write(p.join("f"), b"x").unwrap();
     let excl = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(p.join("f"));
-    assert_eq!(raw(excl.unwrap_err()), libc::EEXIST);
-    assert_eq!(
-        raw(fs::hard_link(p.join("f"), p.join("d")).unwrap_err()),
-        libc::EEXIST
-    );
+    assert_eq!(errno(excl), libc::EEXIST);
+    assert_eq!(errno(fs::hard_link(p.join("f"), p.join("d"))), libc::EEXIST);
 }
 
 #[test]
@@ -369,20 +365,11 @@ fn errno_enotdir() {
     let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::write(p.join("f"), b"x").unwrap();
-    assert_eq!(
-        raw(File::open(p.join("f/child")).unwrap_err()),
-        libc::ENOTDIR
-    );
-    assert_eq!(
-        raw(fs::create_dir(p.join("f/sub")).unwrap_err()),
-        libc::ENOTDIR
-    );
-    assert_eq!(raw(fs::remove_dir(p.join("f")).unwrap_err()), libc::ENOTDIR);
+    assert_eq!(errno(File::open(p.join("f/child"))), libc::ENOTDIR);
+    assert_eq!(errno(fs::create_dir(p.join("f/sub"))), libc::ENOTDIR);
+    assert_eq!(errno(fs::remove_dir(p.join("f"))), libc::ENOTDIR);
     fs::create_dir(p.join("d")).unwrap();
-    assert_eq!(
-        raw(fs::rename(p.join("d"), p.join("f")).unwrap_err()),
-        libc::ENOTDIR
-    );
+    assert_eq!(errno(fs::rename(p.join("d"), p.join("f"))), libc::ENOTDIR);
 }
 
 #[test]
@@ -391,12 +378,9 @@ fn errno_eisdir() {
     let p = m.path();
     fs::create_dir(p.join("d")).unwrap();
     let w = OpenOptions::new().write(true).open(p.join("d"));
-    assert_eq!(raw(w.unwrap_err()), libc::EISDIR);
+    assert_eq!(errno(w), libc::EISDIR);
     fs::write(p.join("f"), b"x").unwrap();
-    assert_eq!(
-        raw(fs::rename(p.join("f"), p.join("d")).unwrap_err()),
-        libc::EISDIR
-    );
+    assert_eq!(errno(fs::rename(p.join("f"), p.join("d"))), libc::EISDIR);
 }
 
 #[test]
@@ -404,13 +388,10 @@ fn errno_enotempty() {
     let (_t, m) = ramfs_mount();
     let p = m.path();
     fs::create_dir_all(p.join("d/e")).unwrap();
-    assert_eq!(
-        raw(fs::remove_dir(p.join("d")).unwrap_err()),
-        libc::ENOTEMPTY
-    );
+    assert_eq!(errno(fs::remove_dir(p.join("d"))), libc::ENOTEMPTY);
     fs::create_dir(p.join("other")).unwrap();
     assert_eq!(
-        raw(fs::rename(p.join("other"), p.join("d")).unwrap_err()),
+        errno(fs::rename(p.join("other"), p.join("d"))),
         libc::ENOTEMPTY
     );
 }
@@ -420,14 +401,8 @@ fn errno_enametoolong() {
     let (_t, m) = ramfs_mount();
     let p = m.path();
     let long = "n".repeat(256);
-    assert_eq!(
-        raw(fs::write(p.join(&long), b"x").unwrap_err()),
-        libc::ENAMETOOLONG
-    );
-    assert_eq!(
-        raw(fs::create_dir(p.join(&long)).unwrap_err()),
-        libc::ENAMETOOLONG
-    );
+    assert_eq!(errno(fs::write(p.join(&long), b"x")), libc::ENAMETOOLONG);
+    assert_eq!(errno(fs::create_dir(p.join(&long))), libc::ENAMETOOLONG);
     fs::write(p.join(&long[..255]), b"x").unwrap();
     assert_eq!(fs::read(p.join(&long[..255])).unwrap(), b"x");
 }
@@ -437,8 +412,8 @@ fn errno_efbig() {
     let (_t, m) = ramfs_mount();
     let f = File::create(m.path().join("f")).unwrap();
     // s_maxbytes is 1 TiB (EngineConfig::max_file_size).
-    assert_eq!(raw(f.write_at(b"x", 1 << 40).unwrap_err()), libc::EFBIG);
-    assert_eq!(raw(f.set_len((1 << 40) + 1).unwrap_err()), libc::EFBIG);
+    assert_eq!(errno(f.write_at(b"x", 1 << 40)), libc::EFBIG);
+    assert_eq!(errno(f.set_len((1 << 40) + 1)), libc::EFBIG);
     f.write_at(b"y", (1 << 40) - 1).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 1 << 40);
 }
