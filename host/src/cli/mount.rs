@@ -12,6 +12,8 @@ use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::engine::{Engine, EngineConfig};
 use crate::fuse::{CacheMode, Capacity, MountOptions};
 use crate::mm::page::PAGE_SIZE;
+use crate::trace::Observer;
+use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
 use crate::vfs::checkpoint::{Checkpointer, NS_INO_LIMIT};
 use crate::vfs::namei::{Cred, Namespace};
 use crate::workload::size::ByteSize;
@@ -85,6 +87,17 @@ pub struct MountArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
 
+    /// Write a Chrome trace-event JSON file at unmount (open it in the
+    /// Perfetto UI): a span per aop call on each FUSE thread, page lock,
+    /// flag and retry events, page counters.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// The most events the trace keeps; later ones are dropped and the
+    /// file says so.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_LIMIT)]
+    pub trace_limit: usize,
+
     /// Where to mount: an existing directory.
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
@@ -104,6 +117,29 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
             reason: "must be at least 1".into(),
         });
     }
+    if args.trace_limit == 0 {
+        return Err(CliError::Flag {
+            flag: "--trace-limit",
+            reason: "must be at least 1".into(),
+        });
+    }
+    // Fail on unwritable output paths now, not at unmount.
+    if let Some(path) = &args.trace {
+        std::fs::File::create(path).map_err(|e| CliError::Trace {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    if let Some(path) = &args.stats {
+        std::fs::File::create(path).map_err(|e| CliError::Flag {
+            flag: "--stats",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    }
+    let trace = args
+        .trace
+        .as_ref()
+        .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
     let opened = target::open(&TargetSpec {
         plugin: &args.plugin,
         plugin_opts: &args.plugin_opts,
@@ -115,6 +151,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         Arc::clone(&opened.target.aops),
         EngineConfig {
             memory_limit_pages: Some((cache_bytes / PAGE_SIZE as u64) as usize),
+            observer: trace.clone().map(|t| t as Arc<dyn Observer>),
             ..EngineConfig::default()
         },
     );
@@ -169,6 +206,22 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         reason: e.to_string(),
     })?;
     report(&engine, &summary);
+    if let (Some(path), Some(trace)) = (&args.trace, &trace) {
+        let written = trace
+            .write_file(path, &format!("aopsfs mount {}", opened.target.name))
+            .map_err(|e| CliError::Trace {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if written.dropped > 0 {
+            eprintln!(
+                "aopsfs: warning: trace {} is truncated: {} events dropped after the --trace-limit of {}",
+                path.display(),
+                written.dropped,
+                args.trace_limit
+            );
+        }
+    }
     if let Some(path) = &args.stats {
         let json = serde_json::json!({
             "ended_by": summary.ended_by,

@@ -556,6 +556,46 @@ fn default_mode_sends_every_read_through_our_page_cache() {
     );
 }
 
+/// --trace: the aop spans of a mount, on the FUSE request threads.
+#[test]
+fn trace_shows_aop_spans_on_fuse_threads() {
+    let tmp = scratch();
+    let trace = tmp.path().join("trace.json");
+    let m = Mount::start(
+        "ramfs",
+        &tmp.path().join("mnt"),
+        &["--trace", trace.to_str().unwrap()],
+    );
+    fs::write(m.path().join("f"), vec![1u8; 3 * 4096]).unwrap();
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&trace).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let fuse_tids: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["ph"] == "M"
+                && e["args"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("fuser")
+        })
+        .map(|e| &e["tid"])
+        .collect();
+    let spans = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "B" && e["name"] == name && fuse_tids.contains(&&e["tid"]))
+            .count()
+    };
+    assert_eq!(spans("prepare_write"), 3, "one per page written");
+    assert_eq!(spans("commit_write"), 3);
+    assert!(
+        events.iter().any(|e| e["name"] == "lock"),
+        "page lock events"
+    );
+}
+
 // ---- pjdfstest -------------------------------------------------------------
 
 /// `name  # reason` lines of a list in tests/pjdfstest/; every entry needs
