@@ -36,8 +36,8 @@ fn read_one<D: PageIo, L: MetaLock>(
     reader: &mut FileReader<'_, D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    let index = page.index();
     let fail = |e: blockmap::Error| page.fail_read(report("readpage", inode, Some(index), &e));
     let map = match reader.map_page(index, inode.size) {
         Ok(map) => map,
@@ -66,17 +66,19 @@ fn read_one<D: PageIo, L: MetaLock>(
     }
 }
 
-/// readpage: the stored data (zeros for holes and past i_size), uptodate
-/// and unlocked. Takes no lock. Crossings with 4 KiB blocks: `index`, one
-/// `read-block-range` for the inode record, one `read-block` per indirect
-/// block on the path, and one `end-read-from-block` that reads the data
-/// block into the page and ends the read (`end-read` alone for a hole).
+/// readpage of page `index`: the stored data (zeros for holes and past
+/// i_size), uptodate and unlocked. Takes no lock. Crossings with 4 KiB
+/// blocks: one `read-block-range` for the inode record, one `read-block`
+/// per indirect block on the path, and one `end-read-from-block` that reads
+/// the data block into the page and ends the read (`end-read` alone for a
+/// hole): two for a file of up to 9 pages.
 pub fn block_readpage<D: PageIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    read_one(&mut map.reader(inode.ino), inode, page)
+    read_one(&mut map.reader(inode.ino), inode, page, index)
 }
 
 /// readpages: like [`block_readpage`] for each page, looking the inode and
@@ -84,16 +86,16 @@ pub fn block_readpage<D: PageIo, L: MetaLock>(
 pub fn block_readpages<D: PageIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
-    pages: &[&Page],
+    pages: &[(&Page, u64)],
 ) -> Vec<AopResult> {
     let mut reader = map.reader(inode.ino);
     pages
         .iter()
-        .map(|page| read_one(&mut reader, inode, page))
+        .map(|&(page, index)| read_one(&mut reader, inode, page, index))
         .collect()
 }
 
-/// writepage: store the page's bytes below i_size, allocating blocks on
+/// writepage of page `index`: store its bytes below i_size, allocating blocks on
 /// first write; a page wholly past i_size is being truncated and is just
 /// unlocked.
 ///
@@ -107,8 +109,8 @@ pub fn block_writepage<D: BlockIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    let index = page.index();
     let valid = bytes_below(inode.size, index);
     if valid == 0 {
         page.unlock();
@@ -139,7 +141,7 @@ pub fn block_writepage<D: BlockIo, L: MetaLock>(
     }
 }
 
-/// prepare_write (block_prepare_write): a page that is not uptodate and
+/// prepare_write (block_prepare_write) of page `index`: a page that is not uptodate and
 /// that the write does not cover entirely is filled from the store first
 /// (zeros for holes and past i_size), so the bytes around `[from, to)`
 /// survive. Blocks are allocated later, by writepage (delayed allocation),
@@ -148,13 +150,13 @@ pub fn block_prepare_write<D: BlockIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
     from: u32,
     to: u32,
 ) -> AopResult {
     if from == 0 && to >= PAGE_SIZE || page.is_uptodate() {
         return AopResult::Ok;
     }
-    let index = page.index();
     let mut buf = [0u8; PAGE_SIZE as usize];
     match map.read_page(inode.ino, index, inode.size, &mut buf) {
         Ok(0) => page.zero_outside(from, to),

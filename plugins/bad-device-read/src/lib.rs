@@ -43,7 +43,7 @@ impl Aops for BadDeviceRead {
         Ok(())
     }
 
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         let blocks = block_device::block_count();
         // Each call below either traps or, if the host let it through,
         // returns an error the plugin then reports.

@@ -63,16 +63,22 @@ impl Aops for Blockfs {
         Features::READPAGES | Features::TRUNCATE
     }
 
-    fn readpage(&mut self, inode: Inode, page: &Page) -> AopResult {
-        blockfs::block_readpage(self.map(), inode, page)
+    fn readpage(&mut self, inode: Inode, page: &Page, index: u64) -> AopResult {
+        blockfs::block_readpage(self.map(), inode, page, index)
     }
 
-    fn readpages(&mut self, inode: Inode, pages: &[&Page]) -> Vec<AopResult> {
+    fn readpages(&mut self, inode: Inode, pages: &[(&Page, u64)]) -> Vec<AopResult> {
         blockfs::block_readpages(self.map(), inode, pages)
     }
 
-    fn writepage(&mut self, inode: Inode, page: &Page, wbc: WritebackControl) -> AopResult {
-        let result = blockfs::block_writepage(self.map(), inode, page);
+    fn writepage(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        wbc: WritebackControl,
+    ) -> AopResult {
+        let result = blockfs::block_writepage(self.map(), inode, page, index);
         if self.flush_on_sync
             && wbc.sync_mode == SyncMode::All
             && result == AopResult::Ok
@@ -84,8 +90,15 @@ impl Aops for Blockfs {
         result
     }
 
-    fn prepare_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
-        blockfs::block_prepare_write(self.map(), inode, page, from, to)
+    fn prepare_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
+        blockfs::block_prepare_write(self.map(), inode, page, index, from, to)
     }
 
     fn truncate(&mut self, inode: Inode) -> Result<(), Errno> {
