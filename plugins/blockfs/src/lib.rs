@@ -6,7 +6,10 @@
 //! operations to it:
 //!
 //! * readpage / readpages: the stored bytes (zeros for holes and past
-//!   i_size) in one `end-read`; no lock (see blockmap's concurrency notes);
+//!   i_size); no lock (see blockmap's concurrency notes). Two host
+//!   crossings per page for a small file: `read-block-range` of the inode
+//!   record, then `end-read-from-block`, which reads the data block straight
+//!   into the page and ends the read;
 //! * writepage: the bytes below i_size, allocating on first write, under the
 //!   `blockfs.meta` cluster lock taken with trylock while the page is locked
 //!   (if busy: set-writeback, unlock, then wait); a page wholly past i_size is
