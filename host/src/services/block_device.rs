@@ -291,9 +291,9 @@ mod tests {
 
     #[test]
     fn read_at_reads_a_range_within_or_across_blocks_but_not_past_the_device() {
-        let path = temp_image("read-at");
-        let _ = std::fs::remove_file(&path);
-        let dev = BlockDevice::open_or_create(&path, 4 * BLOCK_SIZE as u64).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dev = BlockDevice::open_or_create(dir.path().join("disk.img"), 4 * BLOCK_SIZE as u64)
+            .unwrap();
         let block: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
         dev.write_block(2, &block).unwrap();
         let mut record = [0u8; 64];
@@ -312,7 +312,6 @@ mod tests {
         assert!(!dev.contains(0, u64::MAX, 1));
         assert_eq!(dev.read_at(3, 1, &mut tail), Err(Errno::Einval));
         assert_eq!(dev.read_at(4, 0, &mut record), Err(Errno::Einval));
-        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
