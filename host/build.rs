@@ -5,9 +5,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("plugins");
+    // The manifest dir of this run, not of the build that compiled the
+    // script (`env!`): worktrees sharing one target dir share the compiled
+    // build script, and a baked-in path may name another (or a deleted)
+    // checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set");
+    let plugins = Path::new(&manifest_dir).join("..").join("plugins");
     println!("cargo::rerun-if-changed={}", plugins.display());
     let mut found: Vec<(String, String)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&plugins) {

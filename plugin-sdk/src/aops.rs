@@ -61,18 +61,20 @@ pub trait Aops: Default + 'static {
     /// readpage: fill a locked, not-uptodate page. On `Ok` the page must be
     /// uptodate and unlocked; on `Error` unlocked and not uptodate; on
     /// `TruncatedPage` unlocked. Bytes at or past `inode.size` must read as
-    /// zero.
-    fn readpage(&mut self, inode: Inode, page: &Page) -> AopResult {
-        let _ = inode;
+    /// zero. `index` is the page's index in the file (`page.index()`,
+    /// without the host crossing); every page operation gets it.
+    fn readpage(&mut self, inode: Inode, page: &Page, index: u64) -> AopResult {
+        let _ = (inode, index);
         zero_fill_readpage(page)
     }
 
     /// readpages: a batch of readahead pages, one result per page in order,
-    /// each following the readpage rules. Needs [`Features::READPAGES`].
-    fn readpages(&mut self, inode: Inode, pages: &[&Page]) -> Vec<AopResult> {
+    /// each following the readpage rules. Each page comes with its index.
+    /// Needs [`Features::READPAGES`].
+    fn readpages(&mut self, inode: Inode, pages: &[(&Page, u64)]) -> Vec<AopResult> {
         pages
             .iter()
-            .map(|page| self.readpage(inode, page))
+            .map(|&(page, index)| self.readpage(inode, page, index))
             .collect()
     }
 
@@ -80,37 +82,57 @@ pub trait Aops: Default + 'static {
     /// Unlock it on `Ok` and `Error`; return `WritepageActivate` with the
     /// page still locked and re-dirtied to keep it. `TruncatedPage` is not
     /// allowed.
-    fn writepage(&mut self, inode: Inode, page: &Page, wbc: WritebackControl) -> AopResult {
-        let _ = (inode, wbc);
+    fn writepage(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        wbc: WritebackControl,
+    ) -> AopResult {
+        let _ = (inode, index, wbc);
         activate_writepage(page)
     }
 
     /// prepare_write: make bytes `[from, to)` of the locked page ready to be
     /// overwritten. Leave it locked, except to return `TruncatedPage`.
-    fn prepare_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
-        let _ = inode;
+    fn prepare_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
+        let _ = (inode, index);
         simple_prepare_write(page, from, to)
     }
 
     /// commit_write: the host copied bytes `[from, to)` into the page. Mark
     /// it uptodate and dirty. Leave it locked, except to return
     /// `TruncatedPage`.
-    fn commit_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
-        let _ = (inode, from, to);
+    fn commit_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
+        let _ = (inode, index, from, to);
         simple_commit_write(page)
     }
 
     /// invalidatepage: the page is truncated from `offset` on; drop private
     /// state for that range. The page stays locked. Needs
     /// [`Features::INVALIDATEPAGE`].
-    fn invalidatepage(&mut self, inode: Inode, page: &Page, offset: u32) {
-        let _ = (inode, page, offset);
+    fn invalidatepage(&mut self, inode: Inode, page: &Page, index: u64, offset: u32) {
+        let _ = (inode, page, index, offset);
     }
 
     /// releasepage: may the page's private state go so reclaim can free it?
     /// The page stays locked. Needs [`Features::RELEASEPAGE`].
-    fn releasepage(&mut self, inode: Inode, page: &Page) -> bool {
-        let _ = (inode, page);
+    fn releasepage(&mut self, inode: Inode, page: &Page, index: u64) -> bool {
+        let _ = (inode, page, index);
         true
     }
 

@@ -4,11 +4,13 @@
 //! `block_write_full_page`, `block_prepare_write` and `vmtruncate`, with
 //! blockmap as `get_block`).
 //!
-//! They work over any [`BlockIo`] and [`MetaLock`]; a plugin normally uses
-//! [`HostBlockMap`] from [`open`].
+//! They work over any [`PageIo`] (a [`BlockIo`] that can end a readpage
+//! from the device) and [`MetaLock`]; a plugin normally uses
+//! [`HostBlockMap`] from [`open`], whose readpage moves the data block
+//! straight from the device into the page (`end-read-from-block`).
 
 use crate::blockmap::{self, BlockIo, BlockMap, FileReader, MetaLock, Wait, WriteOutcome};
-use crate::device::HostBlockDevice;
+use crate::device::{HostBlockDevice, PageIo};
 use crate::lock::ClusterMetaLock;
 use crate::page::{PAGE_SIZE, PageExt, bytes_below};
 use crate::{AopResult, Errno, Inode, Page};
@@ -30,45 +32,70 @@ fn report(op: &str, inode: Inode, index: Option<u64>, err: &blockmap::Error) -> 
     err.into()
 }
 
-fn read_one<D: BlockIo, L: MetaLock>(
+fn read_one<D: PageIo, L: MetaLock>(
     reader: &mut FileReader<'_, D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    let index = page.index();
-    let mut buf = [0u8; PAGE_SIZE as usize];
-    match reader.read_page(index, inode.size, &mut buf) {
-        Ok(n) => page.finish_read(&buf[..n]),
-        Err(e) => page.fail_read(report("readpage", inode, Some(index), &e)),
+    let fail = |e: blockmap::Error| page.fail_read(report("readpage", inode, Some(index), &e));
+    let map = match reader.map_page(index, inode.size) {
+        Ok(map) => map,
+        Err(e) => return fail(e),
+    };
+    match map.run() {
+        // The common case: one run of blocks, read straight into the page.
+        Some((block, len)) => match reader.device().end_read_from_block(page, block, len as u32) {
+            Ok(()) => AopResult::Ok,
+            Err(errno) => fail(blockmap::Error::Device {
+                op: "read",
+                block,
+                errno,
+            }),
+        },
+        // Nothing stored: zeros.
+        None if map.data_len() == 0 => page.finish_read(&[]),
+        // Holes between blocks, or blocks out of order (small blocks only).
+        None => {
+            let mut buf = [0u8; PAGE_SIZE as usize];
+            match reader.read_mapped(&map, &mut buf) {
+                Ok(n) => page.finish_read(&buf[..n]),
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 
-/// readpage: the stored data (zeros for holes and past i_size), uptodate
-/// and unlocked in one `end-read`. Takes no lock. Crossings: `index`, one
-/// read per metadata block on the path and per data block, `end-read`.
-pub fn block_readpage<D: BlockIo, L: MetaLock>(
+/// readpage of page `index`: the stored data (zeros for holes and past
+/// i_size), uptodate and unlocked. Takes no lock. Crossings with 4 KiB
+/// blocks: one `read-block-range` for the inode record, one `read-block`
+/// per indirect block on the path, and one `end-read-from-block` that reads
+/// the data block into the page and ends the read (`end-read` alone for a
+/// hole): two for a file of up to 9 pages.
+pub fn block_readpage<D: PageIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    read_one(&mut map.reader(inode.ino), inode, page)
+    read_one(&mut map.reader(inode.ino), inode, page, index)
 }
 
 /// readpages: like [`block_readpage`] for each page, looking the inode and
 /// its indirect blocks up once for the batch.
-pub fn block_readpages<D: BlockIo, L: MetaLock>(
+pub fn block_readpages<D: PageIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
-    pages: &[&Page],
+    pages: &[(&Page, u64)],
 ) -> Vec<AopResult> {
     let mut reader = map.reader(inode.ino);
     pages
         .iter()
-        .map(|page| read_one(&mut reader, inode, page))
+        .map(|&(page, index)| read_one(&mut reader, inode, page, index))
         .collect()
 }
 
-/// writepage: store the page's bytes below i_size, allocating blocks on
+/// writepage of page `index`: store its bytes below i_size, allocating blocks on
 /// first write; a page wholly past i_size is being truncated and is just
 /// unlocked.
 ///
@@ -82,8 +109,8 @@ pub fn block_writepage<D: BlockIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
 ) -> AopResult {
-    let index = page.index();
     let valid = bytes_below(inode.size, index);
     if valid == 0 {
         page.unlock();
@@ -114,7 +141,7 @@ pub fn block_writepage<D: BlockIo, L: MetaLock>(
     }
 }
 
-/// prepare_write (block_prepare_write): a page that is not uptodate and
+/// prepare_write (block_prepare_write) of page `index`: a page that is not uptodate and
 /// that the write does not cover entirely is filled from the store first
 /// (zeros for holes and past i_size), so the bytes around `[from, to)`
 /// survive. Blocks are allocated later, by writepage (delayed allocation),
@@ -123,13 +150,13 @@ pub fn block_prepare_write<D: BlockIo, L: MetaLock>(
     map: &BlockMap<D, L>,
     inode: Inode,
     page: &Page,
+    index: u64,
     from: u32,
     to: u32,
 ) -> AopResult {
     if from == 0 && to >= PAGE_SIZE || page.is_uptodate() {
         return AopResult::Ok;
     }
-    let index = page.index();
     let mut buf = [0u8; PAGE_SIZE as usize];
     match map.read_page(inode.ino, index, inode.size, &mut buf) {
         Ok(0) => page.zero_outside(from, to),

@@ -42,46 +42,58 @@ macro_rules! export_plugin {
                     __AOPSFS_PLUGIN.with(|cell| $crate::__private::mount(cell, config))
                 }
 
-                fn readpage(inode: $crate::Inode, page: &$crate::Page) -> $crate::AopResult {
+                fn readpage(
+                    inode: $crate::Inode,
+                    page: &$crate::Page,
+                    index: u64,
+                ) -> $crate::AopResult {
                     $crate::__private::check_page(page);
-                    __with(|p| $crate::Aops::readpage(p, inode, page))
+                    __with(|p| $crate::Aops::readpage(p, inode, page, index))
                 }
 
                 fn writepage(
                     inode: $crate::Inode,
                     page: &$crate::Page,
+                    index: u64,
                     wbc: $crate::WritebackControl,
                 ) -> $crate::AopResult {
                     $crate::__private::check_page(page);
-                    __with(|p| $crate::Aops::writepage(p, inode, page, wbc))
+                    __with(|p| $crate::Aops::writepage(p, inode, page, index, wbc))
                 }
 
                 fn prepare_write(
                     inode: $crate::Inode,
                     page: &$crate::Page,
+                    index: u64,
                     from: u32,
                     to: u32,
                 ) -> $crate::AopResult {
                     $crate::__private::check_page(page);
-                    __with(|p| $crate::Aops::prepare_write(p, inode, page, from, to))
+                    __with(|p| $crate::Aops::prepare_write(p, inode, page, index, from, to))
                 }
 
                 fn commit_write(
                     inode: $crate::Inode,
                     page: &$crate::Page,
+                    index: u64,
                     from: u32,
                     to: u32,
                 ) -> $crate::AopResult {
                     $crate::__private::check_page(page);
-                    __with(|p| $crate::Aops::commit_write(p, inode, page, from, to))
+                    __with(|p| $crate::Aops::commit_write(p, inode, page, index, from, to))
                 }
 
-                fn invalidatepage(inode: $crate::Inode, page: &$crate::Page, offset: u32) {
-                    __with(|p| $crate::Aops::invalidatepage(p, inode, page, offset))
+                fn invalidatepage(
+                    inode: $crate::Inode,
+                    page: &$crate::Page,
+                    index: u64,
+                    offset: u32,
+                ) {
+                    __with(|p| $crate::Aops::invalidatepage(p, inode, page, index, offset))
                 }
 
-                fn releasepage(inode: $crate::Inode, page: &$crate::Page) -> bool {
-                    __with(|p| $crate::Aops::releasepage(p, inode, page))
+                fn releasepage(inode: $crate::Inode, page: &$crate::Page, index: u64) -> bool {
+                    __with(|p| $crate::Aops::releasepage(p, inode, page, index))
                 }
 
                 fn truncate(inode: $crate::Inode) -> ::core::result::Result<(), $crate::Errno> {
@@ -92,7 +104,7 @@ macro_rules! export_plugin {
     $crate::bindings::export!(__AopsfsExports with_types_in $crate::bindings);
 
             // readpages, lifted and lowered by hand (see `__private`).
-            #[unsafe(export_name = "aopsfs:vfs/aops@0.1.0#readpages")]
+            #[unsafe(export_name = "aopsfs:vfs/aops@0.2.0#readpages")]
             unsafe extern "C" fn __aopsfs_export_readpages(
                 ino: i64,
                 size: i64,
@@ -101,7 +113,7 @@ macro_rules! export_plugin {
             ) -> *mut u8 {
                 unsafe {
                     $crate::__private::readpages_cabi(ino, size, base, len, |inode, pages| {
-                        if let Some(page) = pages.first() {
+                        if let Some((page, _)) = pages.first() {
                             $crate::__private::check_page(page);
                         }
                         __with(|p| $crate::Aops::readpages(p, inode, pages))
@@ -109,7 +121,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            #[unsafe(export_name = "cabi_post_aopsfs:vfs/aops@0.1.0#readpages")]
+            #[unsafe(export_name = "cabi_post_aopsfs:vfs/aops@0.2.0#readpages")]
             unsafe extern "C" fn __aopsfs_post_return_readpages(area: *mut u8) {
                 unsafe { $crate::__private::readpages_post_return(area) }
             }
@@ -167,11 +179,13 @@ pub mod __private {
     static READPAGES_RET: RetArea = RetArea(UnsafeCell::new([0; 2]));
 
     /// The canonical-ABI body of the `readpages` export:
-    /// `func(inode: inode, pages: list<borrow<page>>) -> list<aop-result>`.
+    /// `func(inode: inode, pages: list<tuple<borrow<page>, u64>>) ->
+    /// list<aop-result>`.
     ///
-    /// Lifts the inode (two i64) and the list of borrowed page handles (i32
-    /// each, in memory the host allocated through `cabi_realloc`, which the
-    /// callee frees), calls `f`, ends every borrow (`resource.drop`, which the
+    /// Lifts the inode (two i64) and the list of (borrowed page handle,
+    /// index) tuples (16 bytes each, aligned to 8: the i32 handle at 0, the
+    /// u64 index at 8, in memory the host allocated through `cabi_realloc`,
+    /// which the callee frees), calls `f`, ends every borrow (`resource.drop`, which the
     /// component model requires before the export returns), and lowers the
     /// results (2 bytes each: case, errno) into a fresh allocation whose
     /// pointer and length go in the return area.
@@ -185,22 +199,32 @@ pub mod __private {
         size: i64,
         base: *mut u8,
         len: usize,
-        f: impl FnOnce(Inode, &[&Page]) -> Vec<AopResult>,
+        f: impl FnOnce(Inode, &[(&Page, u64)]) -> Vec<AopResult>,
     ) -> *mut u8 {
-        let handles: Vec<Page> = (0..len)
-            // SAFETY: the host wrote `len` i32 handles at `base`.
-            .map(|i| unsafe { Page::from_handle(*base.cast::<i32>().add(i) as u32) })
-            .collect();
+        const ELEM: usize = 16;
+        let (handles, indexes): (Vec<Page>, Vec<u64>) = (0..len)
+            .map(|i| {
+                // SAFETY: the host wrote `len` 16-byte (handle, index)
+                // tuples at `base`, aligned to 8.
+                unsafe {
+                    let elem = base.add(i * ELEM);
+                    (
+                        Page::from_handle(*elem.cast::<i32>() as u32),
+                        *elem.add(8).cast::<u64>(),
+                    )
+                }
+            })
+            .unzip();
         if len > 0 {
             // SAFETY: allocated by the host with this layout via cabi_realloc.
             unsafe {
                 std::alloc::dealloc(
                     base,
-                    std::alloc::Layout::from_size_align_unchecked(len * 4, 4),
+                    std::alloc::Layout::from_size_align_unchecked(len * ELEM, 8),
                 )
             };
         }
-        let pages: Vec<&Page> = handles.iter().collect();
+        let pages: Vec<(&Page, u64)> = handles.iter().zip(indexes).collect();
         let results = f(
             Inode {
                 ino: ino as u64,

@@ -75,14 +75,27 @@
 //!     fn features(&self) -> Features {
 //!         Features::TRUNCATE
 //!     }
-//!     fn readpage(&mut self, inode: Inode, page: &Page) -> AopResult {
-//!         blockfs::block_readpage(self.map(), inode, page)
+//!     fn readpage(&mut self, inode: Inode, page: &Page, index: u64) -> AopResult {
+//!         blockfs::block_readpage(self.map(), inode, page, index)
 //!     }
-//!     fn writepage(&mut self, inode: Inode, page: &Page, _wbc: WritebackControl) -> AopResult {
-//!         blockfs::block_writepage(self.map(), inode, page)
+//!     fn writepage(
+//!         &mut self,
+//!         inode: Inode,
+//!         page: &Page,
+//!         index: u64,
+//!         _wbc: WritebackControl,
+//!     ) -> AopResult {
+//!         blockfs::block_writepage(self.map(), inode, page, index)
 //!     }
-//!     fn prepare_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
-//!         blockfs::block_prepare_write(self.map(), inode, page, from, to)
+//!     fn prepare_write(
+//!         &mut self,
+//!         inode: Inode,
+//!         page: &Page,
+//!         index: u64,
+//!         from: u32,
+//!         to: u32,
+//!     ) -> AopResult {
+//!         blockfs::block_prepare_write(self.map(), inode, page, index, from, to)
 //!     }
 //!     fn truncate(&mut self, inode: Inode) -> Result<(), Errno> {
 //!         blockfs::block_truncate(self.map(), inode)

@@ -1,7 +1,8 @@
 //! The WASM blockfs plugin and the native twin are the same filesystem: the
 //! same seeded operation sequence gives identical results, identical
-//! aop-call statistics and byte-identical images (the twin runs the same
-//! blockmap code natively), and both match a byte model.
+//! aop-call statistics, the same device requests and byte-identical images
+//! (the twin runs the same blockmap code natively), and both match a byte
+//! model.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -137,12 +138,13 @@ fn wasm_blockfs_and_the_native_twin_give_the_same_results_statistics_and_images(
     for seed in 0..3u64 {
         let native_image = dir.path().join(format!("native-{seed}.img"));
         let wasm_image = dir.path().join(format!("wasm-{seed}.img"));
+        let (native_dev, wasm_dev) = (device(&native_image), device(&wasm_image));
         let native = engine(Arc::new(
-            NativeBlockfs::mount(device(&native_image)).expect("mount"),
+            NativeBlockfs::mount(Arc::clone(&native_dev)).expect("mount"),
         ));
         let wasm = engine(load_plugin(
             "blockfs",
-            PluginOptions::default().with_block_device(device(&wasm_image)),
+            PluginOptions::default().with_block_device(Arc::clone(&wasm_dev)),
         ));
         let mut model = Model::default();
         let mut rng = ChaCha8Rng::seed_from_u64(0xb10c_f500 + seed);
@@ -190,6 +192,13 @@ fn wasm_blockfs_and_the_native_twin_give_the_same_results_statistics_and_images(
             "seed {seed}: {:?}",
             wasm.violations()
         );
+        // The same device requests, one for one (the twin runs the same
+        // blockmap code and moves data the way the plugin's imports do).
+        assert_eq!(
+            wasm_dev.stats(),
+            native_dev.stats(),
+            "seed {seed}: device I/O differs"
+        );
         drop((native, wasm));
         let (native_bytes, wasm_bytes) = (
             std::fs::read(&native_image).unwrap(),
@@ -203,5 +212,41 @@ fn wasm_blockfs_and_the_native_twin_give_the_same_results_statistics_and_images(
             first_block, None,
             "seed {seed}: the images differ (first at block {first_block:?})"
         );
+    }
+}
+
+/// The fast path is taken, natively and in WASM alike: a readpage of a
+/// stored page reads the device exactly twice (the 64-byte inode record,
+/// then the data block straight into the page), and the bytes are right,
+/// including the zeros past i_size in the last page.
+#[test]
+fn a_readpage_reads_the_inode_record_and_the_data_block_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    for wasm in [false, true] {
+        let dev = device(&dir.path().join(format!("reads-{wasm}.img")));
+        let aops: Arc<dyn AddressSpaceOperations> = if wasm {
+            load_plugin(
+                "blockfs",
+                PluginOptions::default().with_block_device(Arc::clone(&dev)),
+            )
+        } else {
+            Arc::new(NativeBlockfs::mount(Arc::clone(&dev)).expect("mount"))
+        };
+        let engine = aopsfs_tests::engine_no_ra(aops);
+        engine.open(1);
+        let data = pattern(5, 3 * PAGE_SIZE + 100);
+        assert_eq!(engine.write(1, 0, &data).unwrap(), data.len());
+        engine.fsync(1).unwrap();
+        engine.drop_caches();
+        let before = dev.stats().reads;
+        assert_eq!(aopsfs_tests::read(&engine, 1, 0, data.len()).unwrap(), data);
+        assert_eq!(
+            dev.stats().reads - before,
+            2 * 4,
+            "wasm={wasm}: 4 readpages, each one record read and one data read"
+        );
+        let last = engine.mapping(1).unwrap().find_get_page(3).unwrap();
+        assert!(last.snapshot()[100..].iter().all(|&b| b == 0));
+        assert!(engine.violations().is_empty(), "{:?}", engine.violations());
     }
 }

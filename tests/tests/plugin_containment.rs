@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aopsfs::fs::contract::{ContractViolation, Rule};
 use aopsfs::plugin::{PluginOptions, WasmAops};
+use aopsfs::services::{BLOCK_SIZE, BlockDevice};
 use aopsfs::{AopOp, Engine, Errno, FaultKind, PAGE_SIZE, VfsError};
 use aopsfs_tests::plugins::plugin_engine;
 use aopsfs_tests::{assert_page_baseline, pattern, read};
@@ -43,7 +44,16 @@ enum Expect {
 /// An engine over `plugin`, with a bystander file cached: written, or (for
 /// a plugin whose writes all fail) read as zeros.
 fn setup(plugin: &str, how: Trigger) -> (Arc<WasmAops>, Arc<Engine>, Vec<u8>) {
-    let (wasm, engine) = plugin_engine(plugin, PluginOptions::default());
+    setup_with(plugin, PluginOptions::default(), how)
+}
+
+/// [`setup`] with the plugin started with `options`.
+fn setup_with(
+    plugin: &str,
+    options: PluginOptions,
+    how: Trigger,
+) -> (Arc<WasmAops>, Arc<Engine>, Vec<u8>) {
+    let (wasm, engine) = plugin_engine(plugin, options);
     let bystander = match how {
         Trigger::Write => {
             let zeros = vec![0; 2 * PAGE_SIZE + 5];
@@ -139,7 +149,17 @@ fn check_report(plugin: &str, engine: &Engine, expect: Expect) -> ContractViolat
 
 /// The whole containment check for one misbehaving plugin.
 fn contained(plugin: &str, how: Trigger, expect: Expect) -> (Arc<WasmAops>, Arc<Engine>) {
-    let (wasm, engine, bystander) = setup(plugin, how);
+    contained_with(plugin, PluginOptions::default(), how, expect)
+}
+
+/// [`contained`] with the plugin started with `options`.
+fn contained_with(
+    plugin: &str,
+    options: PluginOptions,
+    how: Trigger,
+    expect: Expect,
+) -> (Arc<WasmAops>, Arc<Engine>) {
+    let (wasm, engine, bystander) = setup_with(plugin, options, how);
 
     let err = trigger(&engine, how);
     assert_eq!(err.errno(), Errno::Eio, "{plugin}: {err}");
@@ -241,6 +261,99 @@ fn bad_write_after_unlock_is_handle_misuse_and_the_page_keeps_its_zeros() {
             "the refused write must not reach the page"
         );
     }
+}
+
+/// `bad-device-read` with `misuse=<misuse>` over a fresh block device
+/// (whose blocks hold 0xee), contained with a report mentioning `text`;
+/// the refused request must not have reached the page.
+fn device_misuse_contained(misuse: &str, text: &'static str) {
+    let dir = tempfile::tempdir().unwrap();
+    let device = BlockDevice::create(dir.path().join("disk.img"), 64 * BLOCK_SIZE as u64).unwrap();
+    for block in 0..device.block_count() {
+        device.write_block(block, &[0xee; BLOCK_SIZE]).unwrap();
+    }
+    let options = PluginOptions::default()
+        .with_block_device(device)
+        .with_config("misuse", misuse);
+    let (_wasm, engine) = contained_with(
+        "bad-device-read",
+        options,
+        Trigger::Read,
+        Expect::Fault(FaultKind::HandleMisuse, text),
+    );
+    let report = engine
+        .violations()
+        .into_iter()
+        .find(|v| v.ino == VICTIM)
+        .unwrap();
+    assert!(
+        report.detail.contains("block-device."),
+        "the report names the import: {report}"
+    );
+    // With `twice` the first request was allowed and completed the read
+    // (uptodate, unlocked) before the second trapped: the page is then the
+    // plugin's doing, as after any completed `end-read`.
+    if misuse != "twice"
+        && let Some(page) = engine.mapping(VICTIM).unwrap().find_get_page(0)
+    {
+        assert!(!page.is_uptodate(), "{page:?}");
+        assert!(
+            page.snapshot().iter().all(|&b| b == 0),
+            "a refused request must not reach the page"
+        );
+    }
+}
+
+#[test]
+fn end_read_from_block_after_unlock_is_handle_misuse() {
+    device_misuse_contained(
+        "after-unlock",
+        "block-device.end-read-from-block on inode 1 page 0 after this call unlocked it",
+    );
+}
+
+#[test]
+fn end_read_from_block_twice_is_handle_misuse() {
+    device_misuse_contained(
+        "twice",
+        "block-device.end-read-from-block on inode 1 page 0 after this call unlocked it",
+    );
+}
+
+#[test]
+fn end_read_from_block_past_the_device_is_handle_misuse() {
+    device_misuse_contained("block-past-device", "past the device, which has 64 blocks");
+}
+
+#[test]
+fn end_read_from_block_longer_than_a_page_is_handle_misuse() {
+    device_misuse_contained("len-past-page", "length 4097 is past the page size 4096");
+}
+
+#[test]
+fn read_block_range_past_its_block_is_handle_misuse() {
+    device_misuse_contained(
+        "range-past-block",
+        "block-device.read-block-range of block 0: offset 4000 + length 200 is past the block size",
+    );
+}
+
+#[test]
+fn read_block_range_past_the_device_is_handle_misuse() {
+    device_misuse_contained(
+        "range-past-device",
+        "64 bytes from byte 0 of block 64 are past the device",
+    );
+}
+
+#[test]
+fn end_read_from_block_without_a_device_is_handle_misuse() {
+    contained_with(
+        "bad-device-read",
+        PluginOptions::default().with_config("misuse", "block-past-device"),
+        Trigger::Read,
+        Expect::Fault(FaultKind::HandleMisuse, "the plugin has no block device"),
+    );
 }
 
 #[test]

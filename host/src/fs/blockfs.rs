@@ -72,6 +72,10 @@ impl BlockIo for DeviceIo {
     fn flush(&self) -> Result<(), blockmap::Errno> {
         self.0.flush().map_err(to_sdk)
     }
+    /// One `pread` of just the range, as the plugin's `read-block-range`.
+    fn read_range(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), blockmap::Errno> {
+        self.0.read_at(block, offset, buf).map_err(to_sdk)
+    }
 }
 
 /// Why the native blockfs could not mount.
@@ -121,18 +125,31 @@ impl NativeBlockfs {
     }
 }
 
-/// Fill `page` from the device through `reader`.
+/// Fill `page` from the device through `reader`: as the plugin does, a
+/// page whose data is one run of blocks is read straight into the page in
+/// one `pread` (the plugin's `end-read-from-block`); anything else through
+/// a buffer.
 fn fill(
     reader: &mut FileReader<'_, DeviceIo, LocalLock>,
     inode: InodeInfo,
     page: &Page,
 ) -> Result<(), Errno> {
+    let sdk = |e: blockmap::Error| from_sdk(e.errno());
+    let map = reader.map_page(page.index(), inode.size).map_err(sdk)?;
+    if let Some((block, len)) = map.run() {
+        let device = &reader.device().0;
+        return page.with_data_mut(|data| {
+            device.read_at(block, 0, &mut data[..len])?;
+            data[len..].fill(0);
+            Ok(())
+        });
+    }
     let mut buf = [0u8; PAGE_SIZE];
-    let n = reader
-        .read_page(page.index(), inode.size, &mut buf)
-        .map_err(|e| from_sdk(e.errno()))?;
-    page.write_at(0, &buf[..n]);
-    page.zero_range(n, PAGE_SIZE - n);
+    let n = reader.read_mapped(&map, &mut buf).map_err(sdk)?;
+    page.with_data_mut(|data| {
+        data[..n].copy_from_slice(&buf[..n]);
+        data[n..].fill(0);
+    });
     Ok(())
 }
 

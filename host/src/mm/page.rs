@@ -371,6 +371,12 @@ impl Page {
         f(&self.data.read())
     }
 
+    /// Run `f` over the whole page's bytes, mutably: device I/O straight
+    /// into the page (the caller holds the page lock).
+    pub fn with_data_mut<R>(&self, f: impl FnOnce(&mut [u8; PAGE_SIZE]) -> R) -> R {
+        f(&mut self.data.write())
+    }
+
     /// A copy of the whole page.
     pub fn snapshot(&self) -> Vec<u8> {
         self.with_data(|d| d.to_vec())

@@ -218,18 +218,24 @@ impl AddressSpaceOperations for WasmAops {
 
     fn readpage(&self, inode: InodeInfo, page: &Page) -> AopReturn {
         self.run(AopOp::Readpage, &[page], |plugin, store| {
-            plugin
-                .aopsfs_vfs_aops()
-                .call_readpage(store, inode_to_wit(inode), the_page())
+            plugin.aopsfs_vfs_aops().call_readpage(
+                store,
+                inode_to_wit(inode),
+                the_page(),
+                page.index(),
+            )
         })
         .map(result_from_wit)
     }
 
     fn readpages(&self, inode: InodeInfo, pages: &[&Page]) -> Vec<AopReturn> {
         let results = self.run(AopOp::Readpages, pages, |plugin, store| {
-            // The lent pages are reps 0..n, in order.
-            let borrows: Vec<Resource<PageHandle>> =
-                (0..pages.len() as u32).map(Resource::new_borrow).collect();
+            // The lent pages are reps 0..n, in order, each with its index.
+            let borrows: Vec<(Resource<PageHandle>, u64)> = pages
+                .iter()
+                .enumerate()
+                .map(|(rep, page)| (Resource::new_borrow(rep as u32), page.index()))
+                .collect();
             plugin
                 .aopsfs_vfs_aops()
                 .call_readpages(store, inode_to_wit(inode), &borrows)
@@ -264,9 +270,13 @@ impl AddressSpaceOperations for WasmAops {
             for_reclaim: wbc.for_reclaim,
         };
         self.run(AopOp::Writepage, &[page], |plugin, store| {
-            plugin
-                .aopsfs_vfs_aops()
-                .call_writepage(store, inode_to_wit(inode), the_page(), wbc)
+            plugin.aopsfs_vfs_aops().call_writepage(
+                store,
+                inode_to_wit(inode),
+                the_page(),
+                page.index(),
+                wbc,
+            )
         })
         .map(result_from_wit)
     }
@@ -277,6 +287,7 @@ impl AddressSpaceOperations for WasmAops {
                 store,
                 inode_to_wit(inode),
                 the_page(),
+                page.index(),
                 from,
                 to,
             )
@@ -290,6 +301,7 @@ impl AddressSpaceOperations for WasmAops {
                 store,
                 inode_to_wit(inode),
                 the_page(),
+                page.index(),
                 from,
                 to,
             )
@@ -303,6 +315,7 @@ impl AddressSpaceOperations for WasmAops {
                 store,
                 inode_to_wit(inode),
                 the_page(),
+                page.index(),
                 offset,
             )
         })
@@ -310,9 +323,12 @@ impl AddressSpaceOperations for WasmAops {
 
     fn releasepage(&self, inode: InodeInfo, page: &Page) -> Result<bool, AopFault> {
         self.run(AopOp::Releasepage, &[page], |plugin, store| {
-            plugin
-                .aopsfs_vfs_aops()
-                .call_releasepage(store, inode_to_wit(inode), the_page())
+            plugin.aopsfs_vfs_aops().call_releasepage(
+                store,
+                inode_to_wit(inode),
+                the_page(),
+                page.index(),
+            )
         })
     }
 

@@ -3,9 +3,10 @@
 
 use crate::errno::Errno;
 use crate::plugin::bindings::aopsfs::vfs::{block_device, cluster_lock, log, types};
-use crate::plugin::instance::InstanceState;
-use crate::plugin::page_handle::misuse;
-use crate::services::{BLOCK_SIZE, LockMode};
+use crate::plugin::instance::{CallState, InstanceState, PluginServices};
+use crate::plugin::page_handle::{self, PageHandle, misuse};
+use crate::services::{BLOCK_SIZE, BlockDevice, LockMode};
+use wasmtime::component::Resource;
 
 /// The longest log message kept; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -41,6 +42,34 @@ pub(crate) fn errno_from_wit(errno: types::Errno) -> Errno {
 
 impl types::Host for InstanceState {}
 
+/// The device for a fast-path `block-device` import (`method`) that reads
+/// bytes `[offset, offset + len)` counted from the start of `block`: a
+/// range not on the device (or no device at all) is misuse, since a correct
+/// plugin knows the geometry (see the WIT).
+fn device_range<'a>(
+    call: &mut CallState,
+    services: &'a PluginServices,
+    method: &str,
+    block: u64,
+    offset: u32,
+    len: u64,
+) -> wasmtime::Result<&'a BlockDevice> {
+    match &services.block_device {
+        Some(dev) if dev.contains(block, u64::from(offset), len) => Ok(dev),
+        Some(dev) => Err(misuse(
+            call,
+            format!(
+                "{method}: {len} bytes from byte {offset} of block {block} are past the device, which has {} blocks of {BLOCK_SIZE} bytes",
+                dev.block_count()
+            ),
+        )),
+        None => Err(misuse(
+            call,
+            format!("{method} of block {block}: the plugin has no block device (block-count is 0)"),
+        )),
+    }
+}
+
 impl block_device::Host for InstanceState {
     /// block-size: 4096.
     fn block_size(&mut self) -> wasmtime::Result<u32> {
@@ -62,6 +91,75 @@ impl block_device::Host for InstanceState {
             return Ok(Err(types::Errno::Io));
         };
         Ok(dev.read_block_vec(block).map_err(errno_to_wit))
+    }
+
+    /// read-block-range: part of one block; a range past the block or the
+    /// device is misuse.
+    fn read_block_range(
+        &mut self,
+        block: u64,
+        offset: u32,
+        len: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, types::Errno>> {
+        const METHOD: &str = "block-device.read-block-range";
+        if u64::from(offset) + u64::from(len) > BLOCK_SIZE as u64 {
+            return Err(misuse(
+                &mut self.call,
+                format!(
+                    "{METHOD} of block {block}: offset {offset} + length {len} is past the block size {BLOCK_SIZE}"
+                ),
+            ));
+        }
+        let dev = device_range(
+            &mut self.call,
+            &self.services,
+            METHOD,
+            block,
+            offset,
+            u64::from(len),
+        )?;
+        let mut out = vec![0; len as usize];
+        Ok(dev
+            .read_at(block, offset as usize, &mut out)
+            .map(|()| out)
+            .map_err(errno_to_wit))
+    }
+
+    /// end-read-from-block: pread straight into the page, zero the rest,
+    /// uptodate, unlock. The page must still be held by this call and the
+    /// range must lie within the page and the device (else misuse); on a
+    /// device error the page stays locked and not uptodate.
+    fn end_read_from_block(
+        &mut self,
+        res: Resource<PageHandle>,
+        block: u64,
+        len: u32,
+    ) -> wasmtime::Result<Result<(), types::Errno>> {
+        const METHOD: &str = "block-device.end-read-from-block";
+        let (i, page) = page_handle::page_to_fill(&mut self.call, &res, METHOD, len)?;
+        let dev = device_range(
+            &mut self.call,
+            &self.services,
+            METHOD,
+            block,
+            0,
+            u64::from(len),
+        )?;
+        let len = len as usize;
+        let read = page.with_data_mut(|data| {
+            if len > 0 {
+                dev.read_at(block, 0, &mut data[..len])?;
+            }
+            data[len..].fill(0);
+            Ok(())
+        });
+        Ok(match read {
+            Ok(()) => {
+                page_handle::end_read(&mut self.call, i, page);
+                Ok(())
+            }
+            Err(errno) => Err(errno_to_wit(errno)),
+        })
     }
 
     /// write-block.

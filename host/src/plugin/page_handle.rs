@@ -127,14 +127,14 @@ fn slot(call: &mut CallState, res: &Resource<PageHandle>, method: &str) -> wasmt
     let Some(handle) = call.pages.get(rep) else {
         return Err(misuse(
             call,
-            format!("page.{method} on handle {rep}, which names no page of this call"),
+            format!("{method} on handle {rep}, which names no page of this call"),
         ));
     };
     if handle.call != call.id {
         let (ino, index) = (handle.ino, handle.index);
         return Err(misuse(
             call,
-            format!("page.{method} on a stale handle for inode {ino} page {index}"),
+            format!("{method} on a stale handle for inode {ino} page {index}"),
         ));
     }
     // SAFETY: the handle is in the current call's list (module docs).
@@ -179,7 +179,7 @@ fn locked_page<'a>(
         let (ino, index) = (handle.ino, handle.index);
         return Err(misuse(
             call,
-            format!("page.{method} on inode {ino} page {index} {why} (a data race)"),
+            format!("{method} on inode {ino} page {index} {why} (a data race)"),
         ));
     }
     Ok((i, page))
@@ -198,22 +198,44 @@ fn check_range(
         return Err(misuse(
             call,
             format!(
-                "page.{method} on inode {ino} page {index}: offset {offset} + length {len} is past the page size {PAGE_SIZE}"
+                "{method} on inode {ino} page {index}: offset {offset} + length {len} is past the page size {PAGE_SIZE}"
             ),
         ));
     }
     Ok(())
 }
 
+/// For host imports outside the `page` resource that fill a page and end
+/// its read (`block-device.end-read-from-block`): the page of a handle this
+/// call must still hold, whose first `len` bytes must lie within it.
+pub(crate) fn page_to_fill<'a>(
+    call: &mut CallState,
+    res: &Resource<PageHandle>,
+    method: &str,
+    len: u32,
+) -> wasmtime::Result<(usize, &'a Page)> {
+    let (i, page) = locked_page(call, res, method)?;
+    check_range(call, i, method, 0, u64::from(len))?;
+    Ok((i, page))
+}
+
+/// The end of a read, once handle `i`'s page holds its data: mark it
+/// uptodate and unlock it (this call's one unlock).
+pub(crate) fn end_read(call: &mut CallState, i: usize, page: &Page) {
+    call.pages[i].unlocked = true;
+    page.set_uptodate();
+    page.unlock();
+}
+
 impl HostPage for InstanceState {
     /// page.index.
     fn index(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<u64> {
-        Ok(page_of(&mut self.call, &res, "index")?.index())
+        Ok(page_of(&mut self.call, &res, "page.index")?.index())
     }
 
     /// page.page-size.
     fn page_size(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<u32> {
-        page_of(&mut self.call, &res, "page-size")?;
+        page_of(&mut self.call, &res, "page.page-size")?;
         Ok(PAGE_SIZE as u32)
     }
 
@@ -224,8 +246,8 @@ impl HostPage for InstanceState {
         offset: u32,
         len: u32,
     ) -> wasmtime::Result<Vec<u8>> {
-        let i = slot(&mut self.call, &res, "read")?;
-        check_range(&mut self.call, i, "read", offset, u64::from(len))?;
+        let i = slot(&mut self.call, &res, "page.read")?;
+        check_range(&mut self.call, i, "page.read", offset, u64::from(len))?;
         // SAFETY: `slot` found the handle among the current call's pages.
         let page = unsafe { self.call.pages[i].page.get() };
         let mut out = vec![0; len as usize];
@@ -240,29 +262,29 @@ impl HostPage for InstanceState {
         offset: u32,
         data: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let (i, page) = locked_page(&mut self.call, &res, "write")?;
-        check_range(&mut self.call, i, "write", offset, data.len() as u64)?;
+        let (i, page) = locked_page(&mut self.call, &res, "page.write")?;
+        check_range(&mut self.call, i, "page.write", offset, data.len() as u64)?;
         page.write_at(offset as usize, &data);
         Ok(())
     }
 
     /// page.zero: only while this call holds the lock.
     fn zero(&mut self, res: Resource<PageHandle>, offset: u32, len: u32) -> wasmtime::Result<()> {
-        let (i, page) = locked_page(&mut self.call, &res, "zero")?;
-        check_range(&mut self.call, i, "zero", offset, u64::from(len))?;
+        let (i, page) = locked_page(&mut self.call, &res, "page.zero")?;
+        check_range(&mut self.call, i, "page.zero", offset, u64::from(len))?;
         page.zero_range(offset as usize, len as usize);
         Ok(())
     }
 
     /// page.is-locked: whether this call still holds the lock.
     fn is_locked(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        let page = page_of(&mut self.call, &res, "is-locked")?;
+        let page = page_of(&mut self.call, &res, "page.is-locked")?;
         Ok(self.call.pages[res.rep() as usize].holds(page))
     }
 
     /// page.unlock: exactly once, and only while held.
     fn unlock(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        let i = slot(&mut self.call, &res, "unlock")?;
+        let i = slot(&mut self.call, &res, "page.unlock")?;
         let handle = &mut self.call.pages[i];
         // SAFETY: `slot` found the handle among the current call's pages.
         let page = unsafe { handle.page.get() };
@@ -285,12 +307,12 @@ impl HostPage for InstanceState {
 
     /// page.is-uptodate.
     fn is_uptodate(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(page_of(&mut self.call, &res, "is-uptodate")?.is_uptodate())
+        Ok(page_of(&mut self.call, &res, "page.is-uptodate")?.is_uptodate())
     }
 
     /// page.set-uptodate: only while held.
     fn set_uptodate(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        locked_page(&mut self.call, &res, "set-uptodate")?
+        locked_page(&mut self.call, &res, "page.set-uptodate")?
             .1
             .set_uptodate();
         Ok(())
@@ -298,13 +320,13 @@ impl HostPage for InstanceState {
 
     /// page.is-dirty.
     fn is_dirty(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(page_of(&mut self.call, &res, "is-dirty")?.is_dirty())
+        Ok(page_of(&mut self.call, &res, "page.is-dirty")?.is_dirty())
     }
 
     /// page.set-dirty: only while held (a page dirtied after truncate
     /// removed it would never be cleaned).
     fn set_dirty(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        locked_page(&mut self.call, &res, "set-dirty")?
+        locked_page(&mut self.call, &res, "page.set-dirty")?
             .1
             .set_dirty();
         Ok(())
@@ -312,24 +334,24 @@ impl HostPage for InstanceState {
 
     /// page.is-error.
     fn is_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(page_of(&mut self.call, &res, "is-error")?.is_error())
+        Ok(page_of(&mut self.call, &res, "page.is-error")?.is_error())
     }
 
     /// page.set-error.
     fn set_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        page_of(&mut self.call, &res, "set-error")?.set_error();
+        page_of(&mut self.call, &res, "page.set-error")?.set_error();
         Ok(())
     }
 
     /// page.clear-error.
     fn clear_error(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        page_of(&mut self.call, &res, "clear-error")?.clear_error();
+        page_of(&mut self.call, &res, "page.clear-error")?.clear_error();
         Ok(())
     }
 
     /// page.set-writeback: before unlocking, so only while held.
     fn set_writeback(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        locked_page(&mut self.call, &res, "set-writeback")?
+        locked_page(&mut self.call, &res, "page.set-writeback")?
             .1
             .set_writeback();
         Ok(())
@@ -337,18 +359,18 @@ impl HostPage for InstanceState {
 
     /// page.end-writeback: I/O completion, allowed after unlock.
     fn end_writeback(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<()> {
-        page_of(&mut self.call, &res, "end-writeback")?.end_writeback();
+        page_of(&mut self.call, &res, "page.end-writeback")?.end_writeback();
         Ok(())
     }
 
     /// page.has-private.
     fn has_private(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(page_of(&mut self.call, &res, "has-private")?.has_private())
+        Ok(page_of(&mut self.call, &res, "page.has-private")?.has_private())
     }
 
     /// page.set-private: only while held.
     fn set_private(&mut self, res: Resource<PageHandle>, value: bool) -> wasmtime::Result<()> {
-        locked_page(&mut self.call, &res, "set-private")?
+        locked_page(&mut self.call, &res, "page.set-private")?
             .1
             .set_private(value);
         Ok(())
@@ -356,19 +378,19 @@ impl HostPage for InstanceState {
 
     /// page.is-mapped.
     fn is_mapped(&mut self, res: Resource<PageHandle>) -> wasmtime::Result<bool> {
-        Ok(page_of(&mut self.call, &res, "is-mapped")?.is_mapped())
+        Ok(page_of(&mut self.call, &res, "page.is-mapped")?.is_mapped())
     }
 
     /// page.end-read: copy `data` to the start of the page, zero the rest,
     /// mark it uptodate and unlock it, in one crossing.
     fn end_read(&mut self, res: Resource<PageHandle>, data: Vec<u8>) -> wasmtime::Result<()> {
-        let (i, page) = locked_page(&mut self.call, &res, "end-read")?;
-        check_range(&mut self.call, i, "end-read", 0, data.len() as u64)?;
-        self.call.pages[i].unlocked = true;
-        page.write_at(0, &data);
-        page.zero_range(data.len(), PAGE_SIZE - data.len());
-        page.set_uptodate();
-        page.unlock();
+        let (i, page) = locked_page(&mut self.call, &res, "page.end-read")?;
+        check_range(&mut self.call, i, "page.end-read", 0, data.len() as u64)?;
+        page.with_data_mut(|bytes| {
+            bytes[..data.len()].copy_from_slice(&data);
+            bytes[data.len()..].fill(0);
+        });
+        end_read(&mut self.call, i, page);
         Ok(())
     }
 

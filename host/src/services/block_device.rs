@@ -189,6 +189,31 @@ impl BlockDevice {
             .map_err(|e| self.io_error("read", block, e))
     }
 
+    /// Whether bytes `[offset, offset + len)` counted from the start of
+    /// block `block` lie on the device (the range may run on into the
+    /// following blocks).
+    pub fn contains(&self, block: u64, offset: u64, len: u64) -> bool {
+        block < self.blocks
+            && (block * BLOCK_SIZE as u64)
+                .checked_add(offset)
+                .and_then(|start| start.checked_add(len))
+                .is_some_and(|end| end <= self.size())
+    }
+
+    /// Read `out.len()` bytes starting `offset` bytes into block `block`,
+    /// in one `pread` (a record within a block, or a page's run of
+    /// consecutive blocks). `EINVAL` for a range not on the device (see
+    /// [`BlockDevice::contains`]), `EIO` if the file fails.
+    pub fn read_at(&self, block: u64, offset: usize, out: &mut [u8]) -> Result<(), Errno> {
+        if !self.contains(block, offset as u64, out.len() as u64) {
+            return Err(Errno::Einval);
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.file
+            .read_exact_at(out, block * BLOCK_SIZE as u64 + offset as u64)
+            .map_err(|e| self.io_error("read", block, e))
+    }
+
     /// Read block `block` into a new buffer.
     pub fn read_block_vec(&self, block: u64) -> Result<Vec<u8>, Errno> {
         let mut out = vec![0; BLOCK_SIZE];
@@ -266,6 +291,31 @@ mod tests {
         assert_eq!(dev.read_block_vec(5).unwrap(), block);
         assert_eq!(dev.write_block(1, &[0; 10]), Err(Errno::Einval));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn read_at_reads_a_range_within_or_across_blocks_but_not_past_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = BlockDevice::open_or_create(dir.path().join("disk.img"), 4 * BLOCK_SIZE as u64)
+            .unwrap();
+        let block: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+        dev.write_block(2, &block).unwrap();
+        let mut record = [0u8; 64];
+        dev.read_at(2, 128, &mut record).unwrap();
+        assert_eq!(record[..], block[128..192]);
+        // A range running into the next block, up to the end of the device.
+        let mut run = vec![0xff; BLOCK_SIZE + 100];
+        dev.read_at(2, 0, &mut run).unwrap();
+        assert_eq!(run[..BLOCK_SIZE], block[..]);
+        assert!(run[BLOCK_SIZE..].iter().all(|&b| b == 0));
+        let mut tail = vec![0; BLOCK_SIZE];
+        dev.read_at(3, 0, &mut tail).unwrap();
+        assert!(dev.contains(3, 0, BLOCK_SIZE as u64));
+        assert!(!dev.contains(3, 1, BLOCK_SIZE as u64));
+        assert!(!dev.contains(4, 0, 0));
+        assert!(!dev.contains(0, u64::MAX, 1));
+        assert_eq!(dev.read_at(3, 1, &mut tail), Err(Errno::Einval));
+        assert_eq!(dev.read_at(4, 0, &mut record), Err(Errno::Einval));
     }
 
     #[test]

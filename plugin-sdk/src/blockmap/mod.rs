@@ -237,6 +237,16 @@ pub trait BlockIo {
     fn write_block(&self, block: u64, data: &[u8]) -> Result<(), Errno>;
     /// Make every completed write durable.
     fn flush(&self) -> Result<(), Errno>;
+    /// Read `buf.len()` bytes of block `block` from byte `offset` on (the
+    /// range lies within the block): an inode record without the rest of
+    /// its block. The default reads the whole block and copies the range.
+    fn read_range(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut whole = vec![0; self.block_size() as usize];
+        self.read_block(block, &mut whole)?;
+        let range = whole.get(offset..offset + buf.len()).ok_or(Errno::Inval)?;
+        buf.copy_from_slice(range);
+        Ok(())
+    }
 }
 
 impl<T: BlockIo + ?Sized> BlockIo for &T {
@@ -255,6 +265,9 @@ impl<T: BlockIo + ?Sized> BlockIo for &T {
     fn flush(&self) -> Result<(), Errno> {
         (**self).flush()
     }
+    fn read_range(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Errno> {
+        (**self).read_range(block, offset, buf)
+    }
 }
 
 impl<T: BlockIo + ?Sized> BlockIo for std::sync::Arc<T> {
@@ -272,6 +285,9 @@ impl<T: BlockIo + ?Sized> BlockIo for std::sync::Arc<T> {
     }
     fn flush(&self) -> Result<(), Errno> {
         (**self).flush()
+    }
+    fn read_range(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), Errno> {
+        (**self).read_range(block, offset, buf)
     }
 }
 
@@ -785,10 +801,25 @@ impl<D: BlockIo, L: MetaLock> BlockMap<D, L> {
             let (block, offset) = geo.slot_position(slot);
             let mut tries = 0;
             let found = loop {
-                match decode_slot(&blocks.get(block)?[offset..offset + RECORD_SIZE], slot) {
+                // A lockless reader reads just the record, afresh on each
+                // try (one may be torn by a racing writer); under the lock
+                // the whole block is read once, into the operation's buffer.
+                let mut record = [0u8; RECORD_SIZE];
+                let bytes = if lockless {
+                    self.dev
+                        .read_range(block, offset, &mut record)
+                        .map_err(|errno| Error::Device {
+                            op: "read",
+                            block,
+                            errno,
+                        })?;
+                    &record[..]
+                } else {
+                    &blocks.get(block)?[offset..offset + RECORD_SIZE]
+                };
+                match decode_slot(bytes, slot) {
                     Slot::Bad(_) if lockless && tries < RECORD_RETRIES => {
                         tries += 1;
-                        blocks.forget(block);
                     }
                     Slot::Bad(what) => {
                         return Err(Error::Corrupt {
@@ -1059,7 +1090,69 @@ pub struct FileReader<'m, D, L> {
     record: Option<Option<Record>>,
 }
 
+/// Where the bytes of one page are on the device: see
+/// [`FileReader::map_page`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageMap {
+    /// Bytes of the page below i_size.
+    valid: usize,
+    /// Bytes per block.
+    block_size: usize,
+    /// The device block behind each of the page's blocks that holds bytes
+    /// below i_size (`None`: a hole), in order.
+    blocks: [Option<u64>; PAGE_SIZE / 512],
+    /// How many entries of `blocks` count.
+    nblocks: usize,
+}
+
+impl PageMap {
+    /// A page with no stored bytes (past i_size, or no record).
+    fn empty(valid: usize, block_size: usize) -> PageMap {
+        PageMap {
+            valid,
+            block_size,
+            blocks: [None; PAGE_SIZE / 512],
+            nblocks: 0,
+        }
+    }
+
+    /// The device block behind each of the page's blocks below i_size, in
+    /// order (`None`: a hole, which reads as zeros).
+    pub fn blocks(&self) -> &[Option<u64>] {
+        &self.blocks[..self.nblocks]
+    }
+
+    /// How many leading bytes of the page may be nonzero: up to the end of
+    /// its last mapped block, and not past i_size. Everything after reads
+    /// as zeros.
+    pub fn data_len(&self) -> usize {
+        let mapped = self.blocks().iter().rposition(Option::is_some);
+        mapped.map_or(0, |last| ((last + 1) * self.block_size).min(self.valid))
+    }
+
+    /// The page's data as one run of consecutive device blocks: `Some((first
+    /// block, data_len))` when the page's first [`PageMap::data_len`] bytes
+    /// are the blocks `first, first + 1, ...` with no hole, so one device
+    /// read fills the page (always, with 4 KiB blocks, for a page with
+    /// data). `None` when there is no data or it is scattered.
+    pub fn run(&self) -> Option<(u64, usize)> {
+        let len = self.data_len();
+        let last = len.checked_sub(1)? / self.block_size;
+        let first = self.blocks[0]?;
+        let contiguous = self.blocks[..=last]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == Some(first + i as u64));
+        contiguous.then_some((first, len))
+    }
+}
+
 impl<D: BlockIo, L: MetaLock> FileReader<'_, D, L> {
+    /// The device (to move a mapped page's data itself).
+    pub fn device(&self) -> &D {
+        &self.map.dev
+    }
+
     /// Like [`BlockMap::read_page`], reusing what earlier calls read.
     pub fn read_page(&mut self, index: u64, size: u64, buf: &mut [u8]) -> Result<usize, Error> {
         if buf.len() < PAGE_SIZE {
@@ -1068,45 +1161,55 @@ impl<D: BlockIo, L: MetaLock> FileReader<'_, D, L> {
                 buf.len()
             )));
         }
-        let buf = &mut buf[..PAGE_SIZE];
+        let map = self.map_page(index, size)?;
+        self.read_mapped(&map, buf)
+    }
+
+    /// Where page `index` of the file (whose i_size is `size`) is on the
+    /// device, without reading its data: so a caller can move the data
+    /// itself (one device read straight into the page, see
+    /// [`PageMap::run`]). Reads the inode record and any indirect blocks on
+    /// the way (lockless, like [`BlockMap::read_page`]).
+    pub fn map_page(&mut self, index: u64, size: u64) -> Result<PageMap, Error> {
+        let geo = &self.map.geo;
+        let bs = geo.block_size as usize;
         let valid = valid_bytes(size, index);
         if valid == 0 {
-            buf.fill(0);
-            return Ok(0);
+            return Ok(PageMap::empty(0, bs));
         }
         if self.record.is_none() {
             self.record = Some(self.map.find_record(&mut self.blocks, self.ino, true)?);
         }
         let Some(rec) = self.record.as_ref().expect("looked up") else {
-            buf.fill(0);
-            return Ok(0);
+            return Ok(PageMap::empty(valid, bs));
         };
-        let geo = &self.map.geo;
-        let bs = geo.block_size as usize;
-        let nblocks = valid.div_ceil(bs);
         let Some(first) = index.checked_mul(geo.blocks_per_page()) else {
-            buf.fill(0);
-            return Ok(0);
+            return Ok(PageMap::empty(valid, bs));
         };
-        let mut end = 0;
-        for (i, chunk) in buf.chunks_mut(bs).enumerate() {
-            let mapped = if i < nblocks {
-                self.map.lookup(&mut self.blocks, rec, first + i as u64)?
-            } else {
-                None
-            };
-            match mapped {
-                Some(b) => {
-                    read_block(&self.map.dev, b, chunk)?;
-                    end = (i + 1) * bs;
-                }
+        let mut map = PageMap::empty(valid, bs);
+        map.nblocks = valid.div_ceil(bs);
+        for i in 0..map.nblocks {
+            map.blocks[i] = self.map.lookup(&mut self.blocks, rec, first + i as u64)?;
+        }
+        Ok(map)
+    }
+
+    /// Read the blocks `map` (from [`FileReader::map_page`]) names into
+    /// `buf[..PAGE_SIZE]`, zeros for holes and past i_size. Returns
+    /// [`PageMap::data_len`]: `buf[n..]` is all zero.
+    pub fn read_mapped(&self, map: &PageMap, buf: &mut [u8]) -> Result<usize, Error> {
+        let len = buf.len();
+        let buf = buf
+            .get_mut(..PAGE_SIZE)
+            .ok_or_else(|| Error::Unsupported(format!("page buffer of {len} bytes")))?;
+        let end = map.data_len();
+        for (chunk, block) in buf.chunks_mut(map.block_size).zip(map.blocks()) {
+            match block {
+                Some(b) => read_block(&self.map.dev, *b, chunk)?,
                 None => chunk.fill(0),
             }
         }
-        if end > valid {
-            buf[valid..end].fill(0);
-            end = valid;
-        }
+        buf[end..].fill(0);
         Ok(end)
     }
 }

@@ -621,3 +621,59 @@ proptest! {
         prop_assert!(report.leaked_blocks.is_empty());
     }
 }
+
+#[test]
+fn map_page_names_the_run_of_blocks_a_page_is_or_none() {
+    // 4 KiB blocks: a page with data is always one block.
+    let map = fresh(4096, 256);
+    let size = P as u64 + 904;
+    map.write_page(3, 0, size, &page_of(1), Wait::Block)
+        .unwrap();
+    map.write_page(3, 1, size, &page_of(2), Wait::Block)
+        .unwrap();
+    let mut reader = map.reader(3);
+    let first = reader.map_page(0, size).unwrap();
+    let (block, len) = first.run().expect("one block");
+    assert_eq!(len, P);
+    assert_eq!(first.blocks(), [Some(block)]);
+    let last = reader.map_page(1, size).unwrap();
+    assert_eq!(last.run().map(|(_, len)| len), Some(904), "stops at i_size");
+    let past = reader.map_page(2, size).unwrap();
+    assert_eq!(
+        (past.run(), past.data_len(), past.blocks()),
+        (None, 0, &[][..])
+    );
+    let unknown = map.reader(99).map_page(0, size).unwrap();
+    assert_eq!((unknown.run(), unknown.data_len()), (None, 0));
+
+    // 512-byte blocks: a run, a run cut short by a hole, and scattered
+    // blocks, which read_mapped still reads right.
+    let map = fresh(512, 4096);
+    let big = 1 << 20;
+    map.write_page(3, 0, big, &page_of(3), Wait::Block).unwrap();
+    let whole = map.reader(3).map_page(0, big).unwrap();
+    let (start, len) = whole.run().expect("allocated in one run");
+    assert_eq!(len, P);
+    assert_eq!(
+        whole.blocks(),
+        (0..8).map(|i| Some(start + i)).collect::<Vec<_>>()
+    );
+    // Truncate to 1000 bytes, then grow: blocks 2.. are holes.
+    map.truncate(3, 1000).unwrap();
+    let short = map.reader(3).map_page(0, big).unwrap();
+    assert_eq!(short.run(), Some((start, 1024)));
+    assert_eq!(short.blocks()[2..], [None; 6]);
+    // Ino 4 takes the blocks after ino 5's first two, so ino 5's page ends
+    // up in two pieces.
+    map.write_page(5, 0, 1024, &page_of(5), Wait::Block)
+        .unwrap();
+    map.write_page(4, 0, big, &page_of(4), Wait::Block).unwrap();
+    map.write_page(5, 0, big, &page_of(6), Wait::Block).unwrap();
+    let mut reader = map.reader(5);
+    let scattered = reader.map_page(0, big).unwrap();
+    assert_eq!((scattered.run(), scattered.data_len()), (None, P));
+    let mut buf = vec![0xee; P];
+    assert_eq!(reader.read_mapped(&scattered, &mut buf).unwrap(), P);
+    assert_eq!(buf, page_of(6));
+    assert_eq!(read(&map, 5, 0, big), page_of(6));
+}

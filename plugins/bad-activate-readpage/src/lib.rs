@@ -8,7 +8,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadActivateReadpage;
 
 impl Aops for BadActivateReadpage {
-    fn readpage(&mut self, _inode: Inode, _page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, _page: &Page, _index: u64) -> AopResult {
         AopResult::WritepageActivate
     }
 }

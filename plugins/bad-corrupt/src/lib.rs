@@ -29,9 +29,16 @@ impl Aops for BadCorrupt {
         Ok(())
     }
 
-    fn commit_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
+    fn commit_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
         let page_size = u64::from(PAGE_SIZE);
-        if self.ino.is_none_or(|ino| ino == inode.ino) && self.offset / page_size == page.index() {
+        if self.ino.is_none_or(|ino| ino == inode.ino) && self.offset / page_size == index {
             let at = (self.offset % page_size) as u32;
             if (from..to).contains(&at) {
                 let byte = page.read(at, 1)[0];

@@ -8,7 +8,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadDoubleUnlock;
 
 impl Aops for BadDoubleUnlock {
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         page.end_read(&[]);
         page.unlock();
         AopResult::Ok

@@ -10,7 +10,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadLoop;
 
 impl Aops for BadLoop {
-    fn readpage(&mut self, _inode: Inode, _page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, _page: &Page, _index: u64) -> AopResult {
         let mut spins: u64 = 0;
         loop {
             spins = black_box(spins.wrapping_add(1));

@@ -11,7 +11,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadOom;
 
 impl Aops for BadOom {
-    fn readpage(&mut self, _inode: Inode, _page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, _page: &Page, _index: u64) -> AopResult {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             let mut chunk = vec![0u8; 1 << 20];

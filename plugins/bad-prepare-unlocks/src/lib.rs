@@ -8,7 +8,14 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadPrepareUnlocks;
 
 impl Aops for BadPrepareUnlocks {
-    fn prepare_write(&mut self, _inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
+    fn prepare_write(
+        &mut self,
+        _inode: Inode,
+        page: &Page,
+        _index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
         let result = simple_prepare_write(page, from, to);
         page.unlock();
         result

@@ -8,7 +8,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadReadpageLocked;
 
 impl Aops for BadReadpageLocked {
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         page.zero_all();
         page.set_uptodate();
         AopResult::Ok

@@ -9,7 +9,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadTrap;
 
 impl Aops for BadTrap {
-    fn readpage(&mut self, inode: Inode, _page: &Page) -> AopResult {
+    fn readpage(&mut self, inode: Inode, _page: &Page, _index: u64) -> AopResult {
         panic!(
             "bad-trap: readpage of inode {} panics on purpose",
             inode.ino

@@ -9,7 +9,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadTruncatedForever;
 
 impl Aops for BadTruncatedForever {
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         page.unlock_and_retry()
     }
 }

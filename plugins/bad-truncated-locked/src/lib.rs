@@ -8,7 +8,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadTruncatedLocked;
 
 impl Aops for BadTruncatedLocked {
-    fn readpage(&mut self, _inode: Inode, _page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, _page: &Page, _index: u64) -> AopResult {
         AopResult::TruncatedPage
     }
 }

@@ -9,7 +9,7 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadWriteAfterUnlock;
 
 impl Aops for BadWriteAfterUnlock {
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         page.end_read(&[]);
         page.write(0, &[0xaa]);
         AopResult::Ok

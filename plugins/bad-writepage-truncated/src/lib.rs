@@ -9,7 +9,13 @@ use aopsfs_plugin_sdk::prelude::*;
 struct BadWritepageTruncated;
 
 impl Aops for BadWritepageTruncated {
-    fn writepage(&mut self, _inode: Inode, page: &Page, _wbc: WritebackControl) -> AopResult {
+    fn writepage(
+        &mut self,
+        _inode: Inode,
+        page: &Page,
+        _index: u64,
+        _wbc: WritebackControl,
+    ) -> AopResult {
         page.set_dirty();
         page.unlock();
         AopResult::TruncatedPage

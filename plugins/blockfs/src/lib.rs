@@ -6,7 +6,10 @@
 //! operations to it:
 //!
 //! * readpage / readpages: the stored bytes (zeros for holes and past
-//!   i_size) in one `end-read`; no lock (see blockmap's concurrency notes);
+//!   i_size); no lock (see blockmap's concurrency notes). Two host
+//!   crossings per page for a small file: `read-block-range` of the inode
+//!   record, then `end-read-from-block`, which reads the data block straight
+//!   into the page and ends the read;
 //! * writepage: the bytes below i_size, allocating on first write, under the
 //!   `blockfs.meta` cluster lock taken with trylock while the page is locked
 //!   (if busy: set-writeback, unlock, then wait); a page wholly past i_size is
@@ -63,16 +66,22 @@ impl Aops for Blockfs {
         Features::READPAGES | Features::TRUNCATE
     }
 
-    fn readpage(&mut self, inode: Inode, page: &Page) -> AopResult {
-        blockfs::block_readpage(self.map(), inode, page)
+    fn readpage(&mut self, inode: Inode, page: &Page, index: u64) -> AopResult {
+        blockfs::block_readpage(self.map(), inode, page, index)
     }
 
-    fn readpages(&mut self, inode: Inode, pages: &[&Page]) -> Vec<AopResult> {
+    fn readpages(&mut self, inode: Inode, pages: &[(&Page, u64)]) -> Vec<AopResult> {
         blockfs::block_readpages(self.map(), inode, pages)
     }
 
-    fn writepage(&mut self, inode: Inode, page: &Page, wbc: WritebackControl) -> AopResult {
-        let result = blockfs::block_writepage(self.map(), inode, page);
+    fn writepage(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        wbc: WritebackControl,
+    ) -> AopResult {
+        let result = blockfs::block_writepage(self.map(), inode, page, index);
         if self.flush_on_sync
             && wbc.sync_mode == SyncMode::All
             && result == AopResult::Ok
@@ -84,8 +93,15 @@ impl Aops for Blockfs {
         result
     }
 
-    fn prepare_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
-        blockfs::block_prepare_write(self.map(), inode, page, from, to)
+    fn prepare_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
+        blockfs::block_prepare_write(self.map(), inode, page, index, from, to)
     }
 
     fn truncate(&mut self, inode: Inode) -> Result<(), Errno> {

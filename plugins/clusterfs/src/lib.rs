@@ -84,35 +84,48 @@ impl Aops for Clusterfs {
         }
     }
 
-    fn readpage(&mut self, inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, inode: Inode, page: &Page, index: u64) -> AopResult {
         let _guard = match self.lock_with_page(inode, page, LockMode::Shared) {
             Ok(guard) => guard,
             Err(retry) => return retry,
         };
         match &self.store {
             Store::Memory => zero_fill_readpage(page),
-            Store::Block(map) => blockfs::block_readpage(map, inode, page),
+            Store::Block(map) => blockfs::block_readpage(map, inode, page, index),
         }
     }
 
-    fn prepare_write(&mut self, inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
+    fn prepare_write(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
         let _guard = match self.lock_with_page(inode, page, LockMode::Exclusive) {
             Ok(guard) => guard,
             Err(retry) => return retry,
         };
         match &self.store {
             Store::Memory => simple_prepare_write(page, from, to),
-            Store::Block(map) => blockfs::block_prepare_write(map, inode, page, from, to),
+            Store::Block(map) => blockfs::block_prepare_write(map, inode, page, index, from, to),
         }
     }
 
-    fn writepage(&mut self, inode: Inode, page: &Page, _wbc: WritebackControl) -> AopResult {
+    fn writepage(
+        &mut self,
+        inode: Inode,
+        page: &Page,
+        index: u64,
+        _wbc: WritebackControl,
+    ) -> AopResult {
         let Some(_guard) = lock::try_lock(self.lock_name(inode.ino), LockMode::Exclusive) else {
             return decline_writepage(page);
         };
         match &self.store {
             Store::Memory => activate_writepage(page),
-            Store::Block(map) => blockfs::block_writepage(map, inode, page),
+            Store::Block(map) => blockfs::block_writepage(map, inode, page, index),
         }
     }
 

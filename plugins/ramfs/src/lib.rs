@@ -23,20 +23,40 @@ impl Aops for Ramfs {
 
     /// simple_readpage: a page that is not in the cache was never written
     /// (or was clean, hence zeros).
-    fn readpage(&mut self, _inode: Inode, page: &Page) -> AopResult {
+    fn readpage(&mut self, _inode: Inode, page: &Page, _index: u64) -> AopResult {
         zero_fill_readpage(page)
     }
 
     /// shmem_writepage without swap: nowhere to write, keep the page.
-    fn writepage(&mut self, _inode: Inode, page: &Page, _wbc: WritebackControl) -> AopResult {
+    fn writepage(
+        &mut self,
+        _inode: Inode,
+        page: &Page,
+        _index: u64,
+        _wbc: WritebackControl,
+    ) -> AopResult {
         activate_writepage(page)
     }
 
-    fn prepare_write(&mut self, _inode: Inode, page: &Page, from: u32, to: u32) -> AopResult {
+    fn prepare_write(
+        &mut self,
+        _inode: Inode,
+        page: &Page,
+        _index: u64,
+        from: u32,
+        to: u32,
+    ) -> AopResult {
         simple_prepare_write(page, from, to)
     }
 
-    fn commit_write(&mut self, _inode: Inode, page: &Page, _from: u32, _to: u32) -> AopResult {
+    fn commit_write(
+        &mut self,
+        _inode: Inode,
+        page: &Page,
+        _index: u64,
+        _from: u32,
+        _to: u32,
+    ) -> AopResult {
         simple_commit_write(page)
     }
 }
