@@ -104,7 +104,7 @@ macro_rules! export_plugin {
     $crate::bindings::export!(__AopsfsExports with_types_in $crate::bindings);
 
             // readpages, lifted and lowered by hand (see `__private`).
-            #[unsafe(export_name = "aopsfs:vfs/aops@0.2.0#readpages")]
+            #[unsafe(export_name = "aopsfs:vfs/aops@0.1.0#readpages")]
             unsafe extern "C" fn __aopsfs_export_readpages(
                 ino: i64,
                 size: i64,
@@ -121,7 +121,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            #[unsafe(export_name = "cabi_post_aopsfs:vfs/aops@0.2.0#readpages")]
+            #[unsafe(export_name = "cabi_post_aopsfs:vfs/aops@0.1.0#readpages")]
             unsafe extern "C" fn __aopsfs_post_return_readpages(area: *mut u8) {
                 unsafe { $crate::__private::readpages_post_return(area) }
             }

@@ -51,7 +51,7 @@ fn a_component_of_another_world_is_a_typed_error_naming_the_missing_export() {
         PluginError::WrongWorld { path: p, missing } => {
             assert_eq!(p, &path);
             assert!(
-                missing.iter().any(|m| m.contains("aopsfs:vfs/aops@0.2.0")),
+                missing.iter().any(|m| m.contains("aopsfs:vfs/aops@0.1.0")),
                 "{missing:?}"
             );
         }

@@ -23,7 +23,7 @@ pub use self::aopsfs::vfs::types::{
 pub use self::exports::aopsfs::vfs::aops::Guest as AopsGuest;
 
 /// The name of the interface every plugin must export.
-pub const AOPS_EXPORT: &str = "aopsfs:vfs/aops@0.2.0";
+pub const AOPS_EXPORT: &str = "aopsfs:vfs/aops@0.1.0";
 
 /// The functions of the `aops` interface, in WIT order.
 pub const AOPS_FUNCTIONS: [&str; 9] = [
@@ -40,8 +40,8 @@ pub const AOPS_FUNCTIONS: [&str; 9] = [
 
 /// The interfaces a plugin may import from the host, besides WASI.
 pub const HOST_INTERFACES: [&str; 4] = [
-    "aopsfs:vfs/types@0.2.0",
-    "aopsfs:vfs/block-device@0.2.0",
-    "aopsfs:vfs/cluster-lock@0.2.0",
-    "aopsfs:vfs/log@0.2.0",
+    "aopsfs:vfs/types@0.1.0",
+    "aopsfs:vfs/block-device@0.1.0",
+    "aopsfs:vfs/cluster-lock@0.1.0",
+    "aopsfs:vfs/log@0.1.0",
 ];
