@@ -111,15 +111,20 @@ impl Engine {
                     }
                 };
             // page_ok: i_size may have changed while the page was read.
-            let Some(end_index) = mapping.end_index() else {
+            // One snapshot of it serves both the end test and the byte
+            // count: two reads could straddle a write or truncate and make
+            // a length that no version of the file had.
+            let isize = mapping.size();
+            if isize == 0 {
                 break;
-            };
+            }
+            let end_index = (isize - 1) >> PAGE_SHIFT;
             if index > end_index {
                 break;
             }
             let mut nr = PAGE_SIZE;
             if index == end_index {
-                nr = ((mapping.size() - 1) & PAGE_MASK) as usize + 1;
+                nr = ((isize - 1) & PAGE_MASK) as usize + 1;
                 if nr <= offset {
                     break;
                 }

@@ -70,8 +70,8 @@ impl Engine {
     /// and zero the tail of the partial page.
     ///
     /// Pass one skips pages that are locked or under writeback; pass two
-    /// sleeps on each page lock and waits for writeback, and repeats until
-    /// no page past the new end remains.
+    /// sleeps on each page lock and waits for writeback, and repeats until a
+    /// lookup past the new end finds nothing.
     pub fn truncate_inode_pages(&self, mapping: &AddressSpace, lstart: u64) {
         let partial = (lstart & (PAGE_SIZE as u64 - 1)) as usize;
         let start = lstart.div_ceil(PAGE_SIZE as u64);
@@ -108,13 +108,12 @@ impl Engine {
                 page.unlock();
             }
         }
-        assert!(
-            mapping
-                .lookup_from(start, 1)
-                .iter()
-                .all(|p| p.index() < start),
-            "truncate_inode_pages left a page at or past {start}"
-        );
+        // No assertion that the range is now empty: as in the kernel, a
+        // reader that sampled the old i_size (readahead, a fault) may add a
+        // page past the new end as soon as the lookup above comes back
+        // empty. Such a page is harmless: i_size is already the new one, so
+        // its readpage fills it as a hole and the read loop returns none of
+        // it; the next truncate or reclaim drops it.
     }
 
     /// Models truncate_complete_page: take a locked page out of the cache.
