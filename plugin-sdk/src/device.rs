@@ -46,17 +46,7 @@ impl BlockIo for HostBlockDevice {
     }
 
     fn read_block(&self, block: u64, buf: &mut [u8]) -> Result<(), blockmap::Errno> {
-        let data = host::read_block(block)?;
-        if data.len() != buf.len() {
-            crate::error!(
-                "block-device read of block {block} returned {} bytes, not {}",
-                data.len(),
-                buf.len()
-            );
-            return Err(blockmap::Errno::Io);
-        }
-        buf.copy_from_slice(&data);
-        Ok(())
+        copy_exact(block, &host::read_block(block)?, buf)
     }
 
     fn write_block(&self, block: u64, data: &[u8]) -> Result<(), blockmap::Errno> {
@@ -71,17 +61,23 @@ impl BlockIo for HostBlockDevice {
     /// into plugin memory.
     fn read_range(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<(), blockmap::Errno> {
         let data = host::read_block_range(block, offset as u32, buf.len() as u32)?;
-        if data.len() != buf.len() {
-            crate::error!(
-                "block-device read of {} bytes of block {block} returned {}",
-                buf.len(),
-                data.len()
-            );
-            return Err(blockmap::Errno::Io);
-        }
-        buf.copy_from_slice(&data);
-        Ok(())
+        copy_exact(block, &data, buf)
     }
+}
+
+/// Copy what the host returned for `block` into `buf`, which it must fill
+/// exactly: a host that returns another length is a broken host, EIO.
+fn copy_exact(block: u64, data: &[u8], buf: &mut [u8]) -> Result<(), blockmap::Errno> {
+    if data.len() != buf.len() {
+        crate::error!(
+            "block-device read of {} bytes of block {block} returned {}",
+            buf.len(),
+            data.len()
+        );
+        return Err(blockmap::Errno::Io);
+    }
+    buf.copy_from_slice(data);
+    Ok(())
 }
 
 /// A [`BlockIo`] that can end a readpage with data read from the device.
