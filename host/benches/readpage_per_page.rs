@@ -3,13 +3,16 @@
 //! Each iteration locks a cached page, clears its uptodate bit and calls the
 //! implementation's `readpage` directly (which fills the page and unlocks
 //! it): the aop's own cost plus one page lock, nothing of the read loop.
-//! blockfs runs over real image files in a temporary directory (the data
-//! comes from the host's page cache of the image, as on a warm disk).
+//! blockfs runs over real image files in a temporary directory twice: with
+//! the image's blocks in the host's page cache (as on a warm disk: each
+//! block read is a memory copy), and with direct I/O (O_DIRECT: each block
+//! read goes to the disk under the image, as a device really does I/O).
 //!
 //! Besides Criterion's report, a summary prints per-page times and the
 //! figures the runtime is held to: WASM - native for ramfs (target < 1 µs)
-//! and WASM / native for blockfs (target <= 1.5x); and, for context, the
-//! per-page time of blockfs readpages of an 8-page readahead batch.
+//! and WASM / native for blockfs (target <= 1.5x), cached and direct; and,
+//! for context, the per-page time of blockfs readpages of an 8-page
+//! readahead batch.
 //!
 //! Needs the plugins: run `scripts/build-plugins` first.
 
@@ -46,6 +49,8 @@ struct Subject {
     inode: InodeInfo,
     /// The image, for blockfs: to count device reads per readpage.
     device: Option<Arc<BlockDevice>>,
+    /// Calls per timed run of the summary (fewer where each is a disk I/O).
+    iters: usize,
 }
 
 impl Subject {
@@ -78,6 +83,10 @@ impl Subject {
             .map(|index| engine.read_cache_page(INO, index).expect("setup read"))
             .collect();
         let inode = engine.mapping(INO).expect("inode").info();
+        let iters = match &device {
+            Some(device) if device.is_direct_io() => 1_000,
+            _ => 20_000,
+        };
         Subject {
             label,
             aops,
@@ -86,6 +95,7 @@ impl Subject {
             pages,
             inode,
             device,
+            iters,
         }
     }
 
@@ -149,7 +159,7 @@ impl Subject {
 
     /// Nanoseconds per readpage: the best mean of several timed batches.
     fn ns_per_page(&self) -> f64 {
-        let iters = 20_000;
+        let iters = self.iters;
         let mut best = f64::INFINITY;
         for _ in 0..7 {
             let start = Instant::now();
@@ -162,15 +172,20 @@ impl Subject {
     }
 }
 
-/// A fresh image file in `dir`.
-fn image(dir: &tempfile::TempDir, name: &str) -> Arc<BlockDevice> {
-    BlockDevice::create(dir.path().join(name), IMAGE_BYTES).expect("create image")
+/// A fresh image file in `dir`, read and written with O_DIRECT if `direct`.
+fn image(dir: &tempfile::TempDir, name: &str, direct: bool) -> Arc<BlockDevice> {
+    let device = BlockDevice::create(dir.path().join(name), IMAGE_BYTES).expect("create image");
+    if direct {
+        device.enable_direct_io().expect("direct I/O on the image");
+    }
+    device
 }
 
-fn subjects(dir: &tempfile::TempDir) -> [Subject; 4] {
-    let wasm_ramfs = load_plugin("ramfs", PluginOptions::default())
-        .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
-    let (native_image, wasm_image) = (image(dir, "native.img"), image(dir, "wasm.img"));
+/// Native and WASM blockfs over fresh images.
+fn blockfs_pair(dir: &tempfile::TempDir, direct: bool) -> [Subject; 2] {
+    let suffix = if direct { "-direct" } else { "" };
+    let native_image = image(dir, &format!("native{suffix}.img"), direct);
+    let wasm_image = image(dir, &format!("wasm{suffix}.img"), direct);
     let native_blockfs =
         NativeBlockfs::mount(Arc::clone(&native_image)).expect("mount native blockfs");
     let wasm_blockfs = load_plugin(
@@ -178,16 +193,27 @@ fn subjects(dir: &tempfile::TempDir) -> [Subject; 4] {
         PluginOptions::default().with_block_device(Arc::clone(&wasm_image)),
     )
     .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
+    let (native_label, wasm_label) = if direct {
+        ("blockfs-direct/native", "blockfs-direct/wasm")
+    } else {
+        ("blockfs/native", "blockfs/wasm")
+    };
     [
+        Subject::new(native_label, Arc::new(native_blockfs), Some(native_image)),
+        Subject::new(wasm_label, wasm_blockfs, Some(wasm_image)),
+    ]
+}
+
+fn subjects(dir: &tempfile::TempDir) -> Vec<Subject> {
+    let wasm_ramfs = load_plugin("ramfs", PluginOptions::default())
+        .unwrap_or_else(|e| panic!("run scripts/build-plugins first: {e}"));
+    let mut subjects = vec![
         Subject::new("ramfs/native", Arc::new(Ramfs), None),
         Subject::new("ramfs/wasm", wasm_ramfs, None),
-        Subject::new(
-            "blockfs/native",
-            Arc::new(native_blockfs),
-            Some(native_image),
-        ),
-        Subject::new("blockfs/wasm", wasm_blockfs, Some(wasm_image)),
-    ]
+    ];
+    subjects.extend(blockfs_pair(dir, false));
+    subjects.extend(blockfs_pair(dir, true));
+    subjects
 }
 
 /// `AOPSFS_BENCH_PROFILE=LABEL`: run only that subject's readpage in a
@@ -253,10 +279,12 @@ fn readpage_per_page(c: &mut Criterion) {
     group.finish();
 
     let ns: Vec<f64> = subjects.iter().map(Subject::ns_per_page).collect();
-    println!("\nreadpage of one 4 KiB page (best mean of 7 x 20000 calls):");
+    println!(
+        "\nreadpage of one 4 KiB page (best mean of 7 runs of 20000 calls, 1000 with O_DIRECT):"
+    );
     for (subject, ns) in subjects.iter().zip(&ns) {
         println!(
-            "  {:<16} {:>9.1} ns{}",
+            "  {:<22} {:>9.1} ns{}",
             subject.label,
             ns,
             subject.io_per_page()
@@ -267,19 +295,23 @@ fn readpage_per_page(c: &mut Criterion) {
         ns[1] - ns[0]
     );
     println!(
-        "  blockfs WASM / native = {:>7.2} x   (target <= 1.5 x)",
+        "  blockfs WASM / native = {:>7.2} x   (target <= 1.5 x; blocks from the host's page cache)",
         ns[3] / ns[2]
+    );
+    println!(
+        "  blockfs WASM / native = {:>7.2} x   (target <= 1.5 x; O_DIRECT: every block read reaches the disk)",
+        ns[5] / ns[4]
     );
     // Not the target, for context: in readahead the export call and the
     // inode lookup are paid once per batch, so what is left per page is
     // the data read (one `end-read-from-block` crossing for WASM).
-    let batched: Vec<f64> = subjects[2..]
+    let batched: Vec<f64> = subjects[2..4]
         .iter()
         .map(Subject::ns_per_page_batched)
         .collect();
     println!("readpages of {BATCH} pages, per page (best mean of 7 x 20000 pages):");
-    for (subject, ns) in subjects[2..].iter().zip(&batched) {
-        println!("  {:<16} {:>9.1} ns", subject.label, ns);
+    for (subject, ns) in subjects[2..4].iter().zip(&batched) {
+        println!("  {:<22} {:>9.1} ns", subject.label, ns);
     }
     println!(
         "  blockfs WASM / native = {:>7.2} x",

@@ -6,13 +6,20 @@
 //! callers never share a file offset and need no lock. A new image is
 //! created sparse: never-written blocks read as zeros and take no disk
 //! space. `flush` is `fdatasync`.
+//!
+//! By default the image's blocks pass through the host's page cache, so a
+//! block read soon after it was written costs a memory copy. After
+//! [`BlockDevice::enable_direct_io`] every read and write goes to the disk
+//! under the image (O_DIRECT, through block-aligned bounce buffers): the
+//! costs of a real device, for benchmarks and realistic runs.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::errno::Errno;
 
@@ -38,6 +45,9 @@ pub enum BlockDeviceError {
     /// The image exists but is empty.
     #[error("block device image {path} is empty")]
     Empty { path: PathBuf },
+    /// The file system holding the image refused O_DIRECT.
+    #[error("block device image {path}: cannot open it for direct I/O (O_DIRECT): {source}")]
+    DirectIo { path: PathBuf, source: io::Error },
 }
 
 /// Counters of the I/O a device has done.
@@ -52,6 +62,8 @@ pub struct BlockDeviceStats {
 #[derive(Debug)]
 pub struct BlockDevice {
     file: File,
+    /// The image opened with O_DIRECT, once direct I/O is enabled.
+    direct: OnceLock<File>,
     path: PathBuf,
     blocks: u64,
     reads: AtomicU64,
@@ -149,12 +161,45 @@ impl BlockDevice {
         }
         Ok(Arc::new(BlockDevice {
             file,
+            direct: OnceLock::new(),
             path: path.to_owned(),
             blocks: size / BLOCK_SIZE as u64,
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
         }))
+    }
+
+    /// From now on read and write the image with O_DIRECT, bypassing the
+    /// host's page cache. Writes made before are made durable first, so the
+    /// disk holds them. Enabling it twice is harmless.
+    pub fn enable_direct_io(&self) -> Result<(), BlockDeviceError> {
+        let io_err = |source| BlockDeviceError::DirectIo {
+            path: self.path.clone(),
+            source,
+        };
+        if self.direct.get().is_some() {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+            .map_err(io_err)?;
+        // Some file systems accept the flag at open and refuse the I/O:
+        // find out now, not at the first readpage.
+        let mut probe = AlignedBuf::new(BLOCK_SIZE);
+        file.read_exact_at(probe.as_mut_slice(), 0)
+            .map_err(io_err)?;
+        let _ = self.direct.set(file);
+        Ok(())
+    }
+
+    /// Whether reads and writes bypass the host's page cache.
+    pub fn is_direct_io(&self) -> bool {
+        self.direct.get().is_some()
     }
 
     /// The image file's path.
@@ -184,8 +229,7 @@ impl BlockDevice {
             return Err(Errno::Einval);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        self.file
-            .read_exact_at(out, block * BLOCK_SIZE as u64)
+        self.pread(out, block * BLOCK_SIZE as u64)
             .map_err(|e| self.io_error("read", block, e))
     }
 
@@ -209,8 +253,7 @@ impl BlockDevice {
             return Err(Errno::Einval);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        self.file
-            .read_exact_at(out, block * BLOCK_SIZE as u64 + offset as u64)
+        self.pread(out, block * BLOCK_SIZE as u64 + offset as u64)
             .map_err(|e| self.io_error("read", block, e))
     }
 
@@ -227,15 +270,50 @@ impl BlockDevice {
             return Err(Errno::Einval);
         }
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.file
-            .write_all_at(data, block * BLOCK_SIZE as u64)
+        self.pwrite(data, block * BLOCK_SIZE as u64)
             .map_err(|e| self.io_error("write", block, e))
+    }
+
+    /// Fill `out` from byte `pos` of the image: one `pread`, or with direct
+    /// I/O one of the aligned range around it into a bounce buffer.
+    fn pread(&self, out: &mut [u8], pos: u64) -> io::Result<()> {
+        let Some(direct) = self.direct.get() else {
+            return self.file.read_exact_at(out, pos);
+        };
+        let start = pos - pos % BLOCK_SIZE as u64;
+        let end = (pos + out.len() as u64).next_multiple_of(BLOCK_SIZE as u64);
+        assert!(
+            end <= self.size(),
+            "callers check the range is on the device"
+        );
+        let mut bounce = AlignedBuf::new((end - start) as usize);
+        direct.read_exact_at(bounce.as_mut_slice(), start)?;
+        let skip = (pos - start) as usize;
+        out.copy_from_slice(&bounce.as_mut_slice()[skip..skip + out.len()]);
+        Ok(())
+    }
+
+    /// Write `data` (whole blocks) at byte `pos`: one `pwrite`, through an
+    /// aligned bounce buffer with direct I/O.
+    fn pwrite(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        let Some(direct) = self.direct.get() else {
+            return self.file.write_all_at(data, pos);
+        };
+        assert!(
+            pos.is_multiple_of(BLOCK_SIZE as u64) && data.len().is_multiple_of(BLOCK_SIZE),
+            "direct writes are whole blocks"
+        );
+        let mut bounce = AlignedBuf::new(data.len());
+        bounce.as_mut_slice().copy_from_slice(data);
+        direct.write_all_at(bounce.as_mut_slice(), pos)
     }
 
     /// Make every completed write durable (fdatasync).
     pub fn flush(&self) -> Result<(), Errno> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.file
+        self.direct
+            .get()
+            .unwrap_or(&self.file)
             .sync_data()
             .map_err(|e| self.io_error("flush", 0, e))
     }
@@ -258,6 +336,28 @@ impl BlockDevice {
         } else {
             Errno::Eio
         }
+    }
+}
+
+/// A zeroed buffer whose start is aligned to the block size, as O_DIRECT
+/// requires: a block-aligned window into a slightly larger vector.
+struct AlignedBuf {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        assert!(len > 0 && len.is_multiple_of(BLOCK_SIZE));
+        let buf = vec![0u8; len + BLOCK_SIZE];
+        let start = buf.as_ptr().align_offset(BLOCK_SIZE);
+        assert!(start < BLOCK_SIZE, "a byte buffer can always be aligned");
+        AlignedBuf { buf, start, len }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -338,5 +438,54 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn direct_io_sees_buffered_writes_and_round_trips_unaligned_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let dev = BlockDevice::open_or_create(&path, 8 * BLOCK_SIZE as u64).unwrap();
+        let before: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 253) as u8).collect();
+        dev.write_block(1, &before).unwrap();
+        assert!(!dev.is_direct_io());
+        dev.enable_direct_io().unwrap();
+        dev.enable_direct_io().unwrap();
+        assert!(dev.is_direct_io());
+        // The buffered write is on the disk the direct reads see.
+        assert_eq!(dev.read_block_vec(1).unwrap(), before);
+        let after: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 7) as u8).collect();
+        dev.write_block(2, &after).unwrap();
+        // A range starting inside block 1 and ending inside block 2: the
+        // bounce buffer covers both and only the range comes back.
+        let mut range = vec![0u8; 100];
+        dev.read_at(1, BLOCK_SIZE - 40, &mut range).unwrap();
+        assert_eq!(&range[..40], &before[BLOCK_SIZE - 40..]);
+        assert_eq!(&range[40..], &after[..60]);
+        let mut past = [0u8; 8];
+        assert_eq!(
+            dev.read_at(7, BLOCK_SIZE - 4, &mut past),
+            Err(Errno::Einval)
+        );
+        dev.flush().unwrap();
+        drop(dev);
+        // Another, buffered, open of the image reads what was written
+        // directly.
+        let dev = BlockDevice::open(&path).unwrap();
+        assert_eq!(dev.read_block_vec(2).unwrap(), after);
+    }
+
+    #[test]
+    fn direct_io_that_cannot_open_the_image_is_an_error_naming_it() {
+        // The image was removed after the device opened it: reopening it
+        // with O_DIRECT fails, the device keeps working buffered.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let dev = BlockDevice::open_or_create(&path, 4 * BLOCK_SIZE as u64).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let text = dev.enable_direct_io().unwrap_err().to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("O_DIRECT"), "{text}");
+        assert!(!dev.is_direct_io());
+        assert_eq!(dev.read_block_vec(0).unwrap(), vec![0; BLOCK_SIZE]);
     }
 }
