@@ -503,6 +503,47 @@ fn a_block_device_image_is_created_with_the_given_size() {
 }
 
 #[test]
+fn a_direct_io_run_verifies_and_its_image_reopens_buffered() {
+    require_plugin("blockfs");
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    let image = image.to_str().unwrap();
+    for extra in [&["--direct-io"][..], &[][..]] {
+        let mut args = vec![
+            "run",
+            "--plugin",
+            "blockfs",
+            "--image",
+            image,
+            "--image-size",
+            "8M",
+            "--cache-mb",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+        let report = json(&o);
+        assert_eq!(report["mismatches"], 0, "{extra:?}: {report}");
+    }
+}
+
+#[test]
+fn native_implementations_refuse_image_flags() {
+    for flag in [&["--image", "/tmp/unused.img"][..], &["--direct-io"][..]] {
+        let mut args = vec!["run", "--plugin", "native:ramfs"];
+        args.extend_from_slice(flag);
+        let o = run(&args);
+        assert_bad_input(
+            &o,
+            &[flag[0], "native implementations use no block device image"],
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/unused.img").exists());
+}
+
+#[test]
 fn run_help_explains_every_flag() {
     let o = run(&["run", "--help"]);
     let help = stdout(&o);
@@ -519,6 +560,7 @@ fn run_help_explains_every_flag() {
         "--trace ",
         "--trace-limit",
         "--json",
+        "--direct-io",
         "native:ramfs",
         "Exit status",
     ] {

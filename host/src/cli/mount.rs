@@ -62,6 +62,12 @@ pub struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub image_size: ByteSize,
 
+    /// Read and write the image with O_DIRECT, bypassing the host's page
+    /// cache: every block I/O reaches the disk, as on a real device
+    /// (slower, realistic costs). The image's file system must support it.
+    #[arg(long)]
+    pub direct_io: bool,
+
     /// The page cache memory limit in MiB; reclaim writes back and frees
     /// pages past it.
     #[arg(long, value_name = "N", default_value_t = 256)]
@@ -145,6 +151,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         plugin_opts: &args.plugin_opts,
         image: args.image.as_deref(),
         image_size: args.image_size.bytes(),
+        direct_io: args.direct_io,
     })?;
     let cache_bytes = args.cache_mb << 20;
     let engine = Engine::new(

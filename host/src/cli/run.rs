@@ -63,6 +63,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub image_size: ByteSize,
 
+    /// Read and write the image with O_DIRECT, bypassing the host's page
+    /// cache: every block I/O reaches the disk, as on a real device
+    /// (slower, realistic costs). The image's file system must support it.
+    #[arg(long)]
+    pub direct_io: bool,
+
     /// The page cache memory limit in MiB (reclaim starts when the cache
     /// is full). Default: unlimited.
     #[arg(long, value_name = "N")]
@@ -154,6 +160,7 @@ pub fn execute(args: &RunArgs) -> Result<u8, CliError> {
         plugin_opts: &args.plugin_opts,
         image: args.image.as_deref(),
         image_size: args.image_size.bytes(),
+        direct_io: args.direct_io,
     })?;
     let plugin_name = opened.target.name.clone();
     let trace = args

@@ -52,6 +52,8 @@ pub struct TargetSpec<'a> {
     pub plugin_opts: &'a [String],
     pub image: Option<&'a Path>,
     pub image_size: u64,
+    /// Open the image with O_DIRECT (`--direct-io`).
+    pub direct_io: bool,
 }
 
 /// Open the target `spec` names.
@@ -117,6 +119,22 @@ fn open_native(
             ),
         });
     }
+    // Native implementations keep their data in memory: an image flag
+    // would be silently ignored, so refuse it.
+    for (given, flag) in [
+        (spec.image.is_some(), "--image"),
+        (spec.direct_io, "--direct-io"),
+    ] {
+        if given {
+            return Err(CliError::Flag {
+                flag,
+                reason: format!(
+                    "native implementations use no block device image (plugin {})",
+                    spec.plugin
+                ),
+            });
+        }
+    }
     let aops: Arc<dyn crate::AddressSpaceOperations> = match name {
         "ramfs" => Arc::new(Ramfs),
         "memstore" => Arc::new(MemStoreAops::new(MemStore::new())),
@@ -164,12 +182,23 @@ fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf
     } else {
         BlockDevice::open_or_create(&path, spec.image_size)
     };
+    let device = device.and_then(|device| {
+        if spec.direct_io {
+            device.enable_direct_io()?;
+        }
+        Ok(device)
+    });
     match device {
         Ok(device) => Ok((device, temp.then_some(path))),
-        Err(e) => Err(CliError::Image {
-            path,
-            reason: strip_path(&e.to_string(), spec.image),
-        }),
+        Err(e) => {
+            if temp {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(CliError::Image {
+                path,
+                reason: strip_path(&e.to_string(), spec.image),
+            })
+        }
     }
 }
 
