@@ -126,3 +126,42 @@ fn wasm_and_native_blockfs_read_each_others_images() {
         assert!(report.inodes >= 4, "{report:?}");
     }
 }
+
+/// i_op->truncate of a large file frees every block: it runs on the
+/// truncate fuel budget, not the (here deliberately small) per-page one, so
+/// it finishes and a second file as large fits on an image that cannot
+/// hold both.
+#[test]
+fn truncating_a_large_file_frees_all_its_blocks_within_the_truncate_budget() {
+    use aopsfs::plugin::PluginLimits;
+    let dir = tempfile::tempdir().unwrap();
+    let device = BlockDevice::open_or_create(dir.path().join("disk.img"), 40 << 20).expect("image");
+    let limits = PluginLimits {
+        // Plenty for one page; too little to free 6144 blocks in one call.
+        fuel_per_call: 1_000_000,
+        ..PluginLimits::default()
+    };
+    let aops = load_plugin(
+        "blockfs",
+        PluginOptions::default()
+            .with_block_device(device)
+            .with_limits(limits),
+    );
+    let engine = Engine::new(aops, EngineConfig::default());
+    let chunk = pattern(21, 1 << 20);
+    let file_bytes = 24u64 << 20;
+    for ino in [1, 2] {
+        engine.open(ino);
+        let mut pos = 0;
+        while pos < file_bytes {
+            assert_eq!(engine.write(ino, pos, &chunk).expect("write"), chunk.len());
+            pos += chunk.len() as u64;
+        }
+        engine.fsync(ino).unwrap_or_else(|e| {
+            panic!("fsync of file {ino} (the first file's blocks were not freed?): {e}")
+        });
+        engine.truncate(ino, 0).expect("truncate of a 24 MiB file");
+    }
+    let stats = engine.stats().snapshot();
+    assert_eq!(stats.contract_violations, 0, "{stats:?}");
+}

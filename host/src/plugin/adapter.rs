@@ -166,11 +166,13 @@ impl WasmAops {
         f: impl FnOnce(&AopsPlugin, &mut Store<InstanceState>) -> wasmtime::Result<R>,
     ) -> Result<R, AopFault> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let fuel = match op {
+            AopOp::Truncate => self.limits.truncate_fuel,
+            _ => self.limits.fuel_per_call,
+        };
         let result = match self.pool.take() {
             Ok(mut lease) => {
-                let result = lease
-                    .instance()
-                    .call(op.name(), pages, self.limits.fuel_per_call, f);
+                let result = lease.instance().call(op.name(), pages, fuel, f);
                 lease.finish(result.is_ok());
                 result
             }

@@ -14,6 +14,10 @@ pub struct PluginLimits {
     /// before it fails with a timeout. Fuel is deterministic: the same call
     /// on the same state always uses the same amount.
     pub fuel_per_call: u64,
+    /// Fuel for one `truncate` (i_op->truncate), whose work grows with the
+    /// file: freeing the blocks of a large file takes far more than a page
+    /// operation, and running out would leak them.
+    pub truncate_fuel: u64,
     /// Fuel for instantiating an instance and running its `mount`.
     pub mount_fuel: u64,
     /// The largest linear memory an instance may grow to, in bytes.
@@ -23,13 +27,15 @@ pub struct PluginLimits {
 }
 
 impl Default for PluginLimits {
-    /// 100 M fuel per call (well under a second of guest code), 1 G for
+    /// 100 M fuel per call (well under a second of guest code), 10 G for
+    /// truncate (blockfs frees a 2 GiB file in well under that), 1 G for
     /// mount, 64 MiB of memory per instance, and up to max(4, 2 x cores)
     /// instances.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         PluginLimits {
             fuel_per_call: 100_000_000,
+            truncate_fuel: 10_000_000_000,
             mount_fuel: 1_000_000_000,
             memory_bytes: 64 << 20,
             max_instances: (2 * cores).max(4),
@@ -100,7 +106,7 @@ impl PluginOptions {
                 "max_instances must be at least 1".into(),
             ));
         }
-        if limits.fuel_per_call == 0 || limits.mount_fuel == 0 {
+        if limits.fuel_per_call == 0 || limits.truncate_fuel == 0 || limits.mount_fuel == 0 {
             return Err(PluginError::Option("fuel budgets must be positive".into()));
         }
         if limits.memory_bytes < 64 * 1024 {
