@@ -183,6 +183,7 @@ fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf
         BlockDevice::open_or_create(&path, spec.image_size)
     };
     let device = device.and_then(|device| {
+        device.lock_exclusive()?;
         if spec.direct_io {
             device.enable_direct_io()?;
         }

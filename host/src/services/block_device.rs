@@ -45,6 +45,11 @@ pub enum BlockDeviceError {
     /// The image exists but is empty.
     #[error("block device image {path} is empty")]
     Empty { path: PathBuf },
+    /// Another process (or another open of it here) holds the image.
+    #[error(
+        "block device image {path} is in use: another aopsfs has it open (two users of one image would overwrite each other's blocks)"
+    )]
+    InUse { path: PathBuf },
     /// The file system holding the image refused O_DIRECT.
     #[error("block device image {path}: cannot open it for direct I/O (O_DIRECT): {source}")]
     DirectIo { path: PathBuf, source: io::Error },
@@ -195,6 +200,30 @@ impl BlockDevice {
             .map_err(io_err)?;
         let _ = self.direct.set(file);
         Ok(())
+    }
+
+    /// Take the image for this device alone: an exclusive `flock` held
+    /// until the device is dropped, so a second mount or run of the same
+    /// image is refused instead of silently interleaving two block
+    /// allocators.
+    pub fn lock_exclusive(&self) -> Result<(), BlockDeviceError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this device owns; no memory involved.
+        let rc = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Err(BlockDeviceError::InUse {
+                path: self.path.clone(),
+            })
+        } else {
+            Err(BlockDeviceError::Io {
+                path: self.path.clone(),
+                source: error,
+            })
+        }
     }
 
     /// Whether reads and writes bypass the host's page cache.
@@ -487,5 +516,19 @@ mod tests {
         assert!(text.contains("O_DIRECT"), "{text}");
         assert!(!dev.is_direct_io());
         assert_eq!(dev.read_block_vec(0).unwrap(), vec![0; BLOCK_SIZE]);
+    }
+
+    #[test]
+    fn a_locked_image_is_refused_to_a_second_device_until_the_first_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let first = BlockDevice::open_or_create(&path, 4 * BLOCK_SIZE as u64).unwrap();
+        first.lock_exclusive().unwrap();
+        let second = BlockDevice::open(&path).unwrap();
+        let text = second.lock_exclusive().unwrap_err().to_string();
+        assert!(text.contains("in use"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        drop(first);
+        second.lock_exclusive().unwrap();
     }
 }

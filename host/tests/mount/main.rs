@@ -516,6 +516,30 @@ fn bad_input_is_one_line_and_exit_2() {
     }
 }
 
+#[test]
+fn an_image_in_use_by_a_mount_is_refused_to_a_second_mount() {
+    require_fuse();
+    let tmp = scratch();
+    let image = tmp.path().join("disk.img");
+    let image = image.to_str().unwrap();
+    let first = Mount::start("blockfs", &tmp.path().join("a"), &["--image", image]);
+    let second = tmp.path().join("b");
+    fs::create_dir(&second).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_aopsfs"))
+        .args(["mount", "--plugin", "blockfs", "--image", image])
+        .arg(&second)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(image) && err.contains("in use"), "{err}");
+    // The first mount is untouched and still serves.
+    fs::write(first.path().join("f"), b"still here").unwrap();
+    assert_eq!(fs::read(first.path().join("f")).unwrap(), b"still here");
+    let (status, log) = first.umount();
+    assert!(status.success(), "{log}");
+}
+
 // ---- caching mode ----------------------------------------------------------
 
 /// Read one 4 KiB file 50 times (25 preads on one descriptor, 25 fresh
