@@ -165,8 +165,15 @@ impl AopsFs {
             kind: FileKind::Regular,
         }) = evict
         {
-            if let Err(e) = self.engine.forget(ino) {
-                tracing::warn!("evicting inode {ino}: {e}");
+            match &self.checkpoint {
+                // The checkpoint on the image may still name it: free its
+                // data once a checkpoint without it is written.
+                Some(checkpoint) => checkpoint.defer_evict(ino),
+                None => {
+                    if let Err(e) = self.engine.forget(ino) {
+                        tracing::warn!("evicting inode {ino}: {e}");
+                    }
+                }
             }
             self.ns.mark_changed();
         }

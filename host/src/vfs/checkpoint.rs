@@ -67,6 +67,11 @@ pub struct Checkpointer {
     engine: Arc<Engine>,
     /// The last generation written, and the namespace version it saved.
     last: Mutex<(u64, Option<u64>)>,
+    /// Files that lost their last name and opener, whose data is freed only
+    /// once a checkpoint without them is on the image (as ext3 commits an
+    /// unlink before it frees the blocks): until then the checkpoint on the
+    /// image may still name them, and a crash must find their data intact.
+    orphans: Mutex<Vec<u64>>,
 }
 
 impl Checkpointer {
@@ -112,6 +117,7 @@ impl Checkpointer {
         let ckpt = Checkpointer {
             engine: Arc::clone(engine),
             last: Mutex::new((generation, None)),
+            orphans: Mutex::new(Vec::new()),
         };
         Ok((ckpt, image))
     }
@@ -121,15 +127,48 @@ impl Checkpointer {
         self.last.lock().0
     }
 
+    /// Models evict on a persistent mount: `ino` has no name and no
+    /// opener; free its data after the next checkpoint. The caller marks
+    /// the namespace changed after this, so that checkpoint comes.
+    pub fn defer_evict(&self, ino: u64) {
+        self.orphans.lock().push(ino);
+    }
+
     /// Write back every file's dirty pages, then (if the namespace changed
     /// since the last one, or `force`) write a new checkpoint into the
-    /// older slot and write that back too. Returns the first error.
+    /// older slot and write that back too; then free the data of the files
+    /// evicted before it began. Returns the first error.
     pub fn sync(&self, ns: &Namespace, force: bool) -> Result<(), CheckpointError> {
         let mut last = self.last.lock();
+        // Taken before the namespace is copied: every inode here left the
+        // namespace before it was deferred, so this checkpoint omits it.
+        let orphans = std::mem::take(&mut *self.orphans.lock());
+        let (committed, result) = self.write_checkpoint(&mut last, ns, force);
+        if committed {
+            for ino in orphans {
+                if let Err(e) = self.engine.forget(ino) {
+                    tracing::warn!("evicting inode {ino}: {e}");
+                }
+            }
+        } else {
+            // Not committed: keep them for the next checkpoint.
+            self.orphans.lock().extend(orphans);
+        }
+        result
+    }
+
+    /// The body of `sync`, with `last` held. Also says whether the image
+    /// now holds a checkpoint of the namespace as it was copied here.
+    fn write_checkpoint(
+        &self,
+        last: &mut (u64, Option<u64>),
+        ns: &Namespace,
+        force: bool,
+    ) -> (bool, Result<(), CheckpointError>) {
         let data = self.writeback_files();
         let (mut image, version) = ns.image();
         if !force && last.1 == Some(version) {
-            return data;
+            return (true, data);
         }
         for inode in image.inodes.iter_mut() {
             if inode.kind == FileKind::Regular
@@ -145,10 +184,15 @@ impl Checkpointer {
         // Overwrite in place, never shrink: the slot keeps the storage it
         // has, so a full image can still take a checkpoint that fits.
         self.engine.open(ino);
-        self.engine.write(ino, 0, &bytes).map_err(io)?;
-        self.engine.fsync(ino).map_err(io)?;
+        let written = self
+            .engine
+            .write(ino, 0, &bytes)
+            .and_then(|_| self.engine.fsync(ino));
+        if let Err(source) = written {
+            return (false, Err(io(source)));
+        }
         *last = (generation, Some(version));
-        data
+        (true, data)
     }
 
     /// Write back every file but the checkpoint slots and wait

@@ -121,6 +121,16 @@ impl Mount {
         self.wait()
     }
 
+    /// SIGKILL: the process dies with nothing written back, as in a
+    /// crash; the dead mount is then detached.
+    pub fn crash(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+        assert!(!is_mounted(&self.path), "the dead mount is detached");
+    }
+
     /// `umount` from outside, as a user would; waits for the exit.
     pub fn umount(mut self) -> (ExitStatus, String) {
         let out = Command::new("umount").arg(&self.path).output().unwrap();
