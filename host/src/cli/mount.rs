@@ -109,6 +109,9 @@ pub struct MountArgs {
     pub mountpoint: PathBuf,
 }
 
+/// The largest `--cache-mb`: 1 TiB of page cache.
+const MAX_CACHE_MB: u64 = 1 << 20;
+
 /// Run `aopsfs mount`.
 pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
     if args.threads == 0 || args.threads > 64 {
@@ -117,10 +120,10 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
             reason: format!("{} is not between 1 and 64", args.threads),
         });
     }
-    if args.cache_mb == 0 {
+    if args.cache_mb == 0 || args.cache_mb > MAX_CACHE_MB {
         return Err(CliError::Flag {
             flag: "--cache-mb",
-            reason: "must be at least 1".into(),
+            reason: format!("{} is not between 1 and {MAX_CACHE_MB}", args.cache_mb),
         });
     }
     if args.trace_limit == 0 {
@@ -146,6 +149,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         .trace
         .as_ref()
         .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
+    let image_existed = args.image.as_ref().is_some_and(|p| p.exists());
     let opened = target::open(&TargetSpec {
         plugin: &args.plugin,
         plugin_opts: &args.plugin_opts,
@@ -169,10 +173,28 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
     };
     let (checkpoint, ns, capacity) = match (&args.image, &opened.device) {
         (Some(image), Some(device)) => {
+            let writes_before = device.stats().writes;
             let (ckpt, loaded) = Checkpointer::load(&engine).map_err(|e| CliError::Image {
                 path: image.clone(),
                 reason: e.to_string(),
             })?;
+            // A fresh image gets its checkpoint slots written through the
+            // plugin's writepage. A plugin that wrote nothing to the device
+            // keeps its data in memory (ramfs): the mount would claim a
+            // persistence it does not have.
+            if loaded.is_none() && device.stats().writes == writes_before {
+                drop(opened);
+                if !image_existed {
+                    let _ = std::fs::remove_file(image);
+                }
+                return Err(CliError::Image {
+                    path: image.clone(),
+                    reason: format!(
+                        "plugin {} stored nothing on the image when asked to write back (it keeps its data in memory), so a mount with --image would not persist; use a persistent plugin such as blockfs, or drop --image",
+                        args.plugin
+                    ),
+                });
+            }
             let ns = match loaded {
                 Some(img) => {
                     let n = img.inodes.len();

@@ -488,17 +488,24 @@ fn bad_input_is_one_line_and_exit_2() {
     fs::write(&garbage, vec![0x5au8; 1 << 20]).unwrap();
     let dir = tmp.path().join("dir");
     fs::create_dir(&dir).unwrap();
-    let (d, f, g) = (
+    let fresh = tmp.path().join("fresh.img");
+    let (d, f, g, n) = (
         dir.to_str().unwrap(),
         file.to_str().unwrap(),
         garbage.to_str().unwrap(),
+        fresh.to_str().unwrap(),
     );
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["/nonexistent-aopsfs-mnt"], "No such file"),
         (&[f], "not a directory"),
         (&["--plugin", "nosuch", d], "not found"),
         (&["--plugin", "blockfs", "--image", g, d], "bad magic"),
         (&["--threads", "0", d], "--threads"),
+        (&["--cache-mb", "99999999999999", d], "--cache-mb"),
+        (
+            &["--plugin", "ramfs", "--image", n, d],
+            "keeps its data in memory",
+        ),
     ];
     for (args, needle) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_aopsfs"))
@@ -514,6 +521,10 @@ fn bad_input_is_one_line_and_exit_2() {
             "{args:?}: {err}"
         );
     }
+    assert!(
+        !fresh.exists(),
+        "a refused mount leaves no new image behind"
+    );
 }
 
 /// rename(2) of a new, fsynced file over an old one, then a crash: the
