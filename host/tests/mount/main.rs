@@ -579,6 +579,22 @@ fn pattern_bytes(seed: u8, len: usize) -> Vec<u8> {
 }
 
 #[test]
+fn isatty_on_a_mounted_file_is_enotty_and_logs_nothing() {
+    use std::os::fd::AsRawFd;
+    let tmp = scratch();
+    let m = Mount::start("ramfs", &tmp.path().join("mnt"), &[]);
+    let f = File::create(m.path().join("f")).unwrap();
+    // SAFETY: isatty on a descriptor we own.
+    let tty = unsafe { libc::isatty(f.as_raw_fd()) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((tty, errno), (0, Some(libc::ENOTTY)));
+    drop(f);
+    let (status, log) = m.umount();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("Not Implemented"), "{log}");
+}
+
+#[test]
 fn an_image_in_use_by_a_mount_is_refused_to_a_second_mount() {
     require_fuse();
     let tmp = scratch();
