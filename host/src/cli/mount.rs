@@ -10,11 +10,12 @@ use crate::cli::error::CliError;
 use crate::cli::target::{self, TargetSpec};
 use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::engine::{Engine, EngineConfig};
+use crate::errno::Errno;
 use crate::fuse::{CacheMode, Capacity, MountOptions};
 use crate::mm::page::PAGE_SIZE;
 use crate::trace::Observer;
 use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
-use crate::vfs::checkpoint::{Checkpointer, NS_INO_LIMIT};
+use crate::vfs::checkpoint::{CheckpointError, Checkpointer, NS_INO_LIMIT, RESERVE};
 use crate::vfs::namei::{Cred, Namespace};
 use crate::workload::size::ByteSize;
 
@@ -174,9 +175,23 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
     let (checkpoint, ns, capacity) = match (&args.image, &opened.device) {
         (Some(image), Some(device)) => {
             let writes_before = device.stats().writes;
-            let (ckpt, loaded) = Checkpointer::load(&engine).map_err(|e| CliError::Image {
-                path: image.clone(),
-                reason: e.to_string(),
+            let (ckpt, loaded) = Checkpointer::load(&engine).map_err(|e| {
+                if !image_existed {
+                    let _ = std::fs::remove_file(image);
+                }
+                let reason = match &e {
+                    CheckpointError::Io { source, .. } if source.errno() == Errno::Enospc => {
+                        format!(
+                            "too small: the plugin could not store the namespace checkpoint's two {} KiB slots on it ({e}); use a larger --image-size",
+                            RESERVE >> 10
+                        )
+                    }
+                    _ => e.to_string(),
+                };
+                CliError::Image {
+                    path: image.clone(),
+                    reason,
+                }
             })?;
             // A fresh image gets its checkpoint slots written through the
             // plugin's writepage. A plugin that wrote nothing to the device

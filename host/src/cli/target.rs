@@ -82,14 +82,19 @@ pub fn open(spec: &TargetSpec<'_>) -> Result<Opened, CliError> {
         };
         plugin_error(file, &e)
     })?;
+    let image_existed = spec.image.is_some_and(|p| p.exists());
     let (device, temp_image) = open_image(spec)?;
     options = options.with_block_device(Arc::clone(&device));
     let opened_file = path.display().to_string();
     let aops = PluginRuntime::shared()
         .and_then(|runtime| runtime.load_path(&path, options))
         .map_err(|e| {
-            if let Some(temp) = &temp_image {
-                let _ = std::fs::remove_file(temp);
+            // Leave no image behind that this failed open created.
+            let created = temp_image
+                .as_deref()
+                .or(spec.image.filter(|_| !image_existed));
+            if let Some(created) = created {
+                let _ = std::fs::remove_file(created);
             }
             plugin_error(opened_file, &e)
         })?;
@@ -177,6 +182,7 @@ fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf
             )
         }
     };
+    let existed = path.exists();
     let device = if temp {
         BlockDevice::create(&path, spec.image_size)
     } else {
@@ -192,7 +198,7 @@ fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf
     match device {
         Ok(device) => Ok((device, temp.then_some(path))),
         Err(e) => {
-            if temp {
+            if temp || !existed {
                 let _ = std::fs::remove_file(&path);
             }
             Err(CliError::Image {

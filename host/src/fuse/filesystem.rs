@@ -226,7 +226,8 @@ impl AopsFs {
             Some(c) => c.sync(&self.ns, false).map_err(|e| {
                 tracing::error!("{e}");
                 match &e {
-                    crate::vfs::checkpoint::CheckpointError::Io { source, .. } => {
+                    crate::vfs::checkpoint::CheckpointError::Io { source, .. }
+                    | crate::vfs::checkpoint::CheckpointError::Writeback { source, .. } => {
                         Errno::from_i32(source.errno().raw())
                     }
                     _ => Errno::EIO,

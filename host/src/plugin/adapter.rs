@@ -91,6 +91,7 @@ impl WasmAops {
             plugin: plugin.name.clone(),
             block_device: options.block_device,
             cluster_locks,
+            log_limit: crate::services::RateLimit::default(),
         });
         let factory = InstanceFactory::new(
             runtime.engine().clone(),

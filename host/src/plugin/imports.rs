@@ -6,6 +6,7 @@ use crate::plugin::bindings::aopsfs::vfs::{block_device, cluster_lock, log, type
 use crate::plugin::instance::{CallState, InstanceState, PluginServices};
 use crate::plugin::page_handle::{self, PageHandle, misuse};
 use crate::services::{BLOCK_SIZE, BlockDevice, LockMode};
+use crate::services::{RateLimit, Verdict};
 use wasmtime::component::Resource;
 
 /// The longest log message kept; longer ones are cut.
@@ -251,6 +252,22 @@ impl log::Host for InstanceState {
             message.push_str("...");
         }
         let plugin = self.services.plugin.as_str();
+        if matches!(
+            level,
+            log::Level::Error | log::Level::Warn | log::Level::Info
+        ) {
+            match self.services.log_limit.check() {
+                Verdict::Suppress => return Ok(()),
+                Verdict::Emit { suppressed: 0 } => {}
+                Verdict::Emit { suppressed } => tracing::warn!(
+                    target: "aopsfs::plugin",
+                    plugin,
+                    "{suppressed} log messages suppressed (more than {} in {:?})",
+                    RateLimit::DEFAULT_BURST,
+                    RateLimit::DEFAULT_INTERVAL
+                ),
+            }
+        }
         match level {
             log::Level::Error => tracing::error!(target: "aopsfs::plugin", plugin, "{message}"),
             log::Level::Warn => tracing::warn!(target: "aopsfs::plugin", plugin, "{message}"),

@@ -28,6 +28,10 @@ pub struct PluginServices {
     pub block_device: Option<Arc<BlockDevice>>,
     /// The DLM behind the `cluster-lock` import.
     pub cluster_locks: Arc<ClusterLockService>,
+    /// The budget of `log` messages at info and above, shared by every
+    /// instance (debug and trace, which the plugin's own log level gates,
+    /// are not limited).
+    pub log_limit: crate::services::RateLimit,
 }
 
 /// What the host tracks about the operation in progress.

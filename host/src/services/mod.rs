@@ -9,6 +9,8 @@
 
 pub mod block_device;
 pub mod cluster_lock;
+pub mod ratelimit;
 
 pub use block_device::{BLOCK_SIZE, BlockDevice, BlockDeviceError, BlockDeviceStats};
 pub use cluster_lock::{ClusterLockService, ClusterNode, HolderId, LockMode};
+pub use ratelimit::{RateLimit, Verdict};

@@ -54,6 +54,14 @@ pub enum CheckpointError {
         #[source]
         source: VfsError,
     },
+    /// A file's data could not be written back before the checkpoint (the
+    /// file's own fsync or close reports it too).
+    #[error("writing back inode {ino} before the namespace checkpoint: {source}")]
+    Writeback {
+        ino: u64,
+        #[source]
+        source: VfsError,
+    },
 }
 
 /// One decoded slot.
@@ -208,7 +216,7 @@ impl Checkpointer {
                 Ok(()) | Err(VfsError::NoInode(_)) => {}
                 Err(source) => {
                     if first.is_ok() {
-                        first = Err(CheckpointError::Io { ino, source });
+                        first = Err(CheckpointError::Writeback { ino, source });
                     }
                 }
             }
