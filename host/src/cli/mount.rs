@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::error::CliError;
-use crate::cli::target::{self, TargetSpec};
+use crate::cli::target::{self, DeviceArgs, PluginArgs, TargetSpec};
 use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::engine::{Engine, EngineConfig};
 use crate::errno::Errno;
@@ -17,7 +17,6 @@ use crate::trace::Observer;
 use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
 use crate::vfs::checkpoint::{CheckpointError, Checkpointer, NS_INO_LIMIT, RESERVE};
 use crate::vfs::namei::{Cred, Namespace};
-use crate::workload::size::ByteSize;
 
 /// `aopsfs mount` flags.
 #[derive(Debug, Args)]
@@ -41,15 +40,8 @@ Examples:
   aopsfs mount --plugin clusterfs --threads 8 /mnt/aops
   aopsfs mount --plugin native:ramfs /mnt/aops     # the same without WebAssembly")]
 pub struct MountArgs {
-    /// The plugin serving file data: a bundled plugin's name (`ramfs`,
-    /// `blockfs`, `clusterfs`; see `aopsfs plugins`), the path of a .wasm
-    /// component, or `native:ramfs` / `native:memstore`.
-    #[arg(long, value_name = "NAME|PATH", default_value = "ramfs")]
-    pub plugin: String,
-
-    /// A `key=value` pair passed to the plugin's mount; repeat for more.
-    #[arg(long = "plugin-opt", value_name = "KEY=VALUE")]
-    pub plugin_opts: Vec<String>,
+    #[command(flatten)]
+    pub target: PluginArgs,
 
     /// The block device image: opened if it exists, else created sparse
     /// with --image-size. With an image the mount is persistent: the
@@ -59,15 +51,8 @@ pub struct MountArgs {
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
 
-    /// The size of a new image: bytes or with a unit (`64M`, `1G`).
-    #[arg(long, value_name = "SIZE", default_value = "64M")]
-    pub image_size: ByteSize,
-
-    /// Read and write the image with O_DIRECT, bypassing the host's page
-    /// cache: every block I/O reaches the disk, as on a real device
-    /// (slower, realistic costs). The image's file system must support it.
-    #[arg(long)]
-    pub direct_io: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// The page cache memory limit in MiB; reclaim writes back and frees
     /// pages past it.
@@ -151,13 +136,11 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         .as_ref()
         .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
     let image_existed = args.image.as_ref().is_some_and(|p| p.exists());
-    let opened = target::open(&TargetSpec {
-        plugin: &args.plugin,
-        plugin_opts: &args.plugin_opts,
-        image: args.image.as_deref(),
-        image_size: args.image_size.bytes(),
-        direct_io: args.direct_io,
-    })?;
+    let opened = target::open(&TargetSpec::from_args(
+        &args.target,
+        args.image.as_deref(),
+        &args.device,
+    ))?;
     let cache_bytes = args.cache_mb << 20;
     let engine = Engine::new(
         Arc::clone(&opened.target.aops),
@@ -206,7 +189,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
                     path: image.clone(),
                     reason: format!(
                         "plugin {} stored nothing on the image when asked to write back (it keeps its data in memory), so a mount with --image would not persist; use a persistent plugin such as blockfs, or drop --image",
-                        args.plugin
+                        args.target.plugin
                     ),
                 });
             }

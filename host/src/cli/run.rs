@@ -8,12 +8,11 @@ use clap::Args;
 
 use crate::cli::error::CliError;
 use crate::cli::progress::TerminalProgress;
-use crate::cli::target::{self, TargetSpec};
+use crate::cli::target::{self, DeviceArgs, PluginArgs, TargetSpec};
 use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::mm::page::PAGE_SIZE;
 use crate::trace::Observer;
 use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
-use crate::workload::size::ByteSize;
 use crate::workload::spec::{BUNDLED, DEFAULT_WORKLOAD};
 use crate::workload::{self, RunOptions, Workload};
 
@@ -34,16 +33,8 @@ Examples:
   aopsfs run --plugin blockfs --image /tmp/disk.img --image-size 64M --cache-mb 1
   aopsfs run --plugin native:ramfs --workload builtin:concurrent --trace run.json")]
 pub struct RunArgs {
-    /// What to run the workload on: the name of a bundled plugin (`ramfs`,
-    /// `blockfs`, `clusterfs`, ...; see `aopsfs plugins`), the path of a
-    /// .wasm component, or `native:ramfs` / `native:memstore` for the
-    /// host's native implementations (a baseline without WebAssembly).
-    #[arg(long, value_name = "NAME|PATH", default_value = "ramfs")]
-    pub plugin: String,
-
-    /// A `key=value` pair passed to the plugin's mount; repeat for more.
-    #[arg(long = "plugin-opt", value_name = "KEY=VALUE")]
-    pub plugin_opts: Vec<String>,
+    #[command(flatten)]
+    pub target: PluginArgs,
 
     /// The workload: a TOML file (see examples/annotated.toml) or
     /// `builtin:demo`, `builtin:concurrent`, `builtin:cluster-contention`
@@ -58,16 +49,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
 
-    /// The size of a new image: bytes or with a unit (`64M`, `1G`); a
-    /// multiple of 4096.
-    #[arg(long, value_name = "SIZE", default_value = "64M")]
-    pub image_size: ByteSize,
-
-    /// Read and write the image with O_DIRECT, bypassing the host's page
-    /// cache: every block I/O reaches the disk, as on a real device
-    /// (slower, realistic costs). The image's file system must support it.
-    #[arg(long)]
-    pub direct_io: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 
     /// The page cache memory limit in MiB (reclaim starts when the cache
     /// is full). Default: unlimited.
@@ -155,13 +138,11 @@ pub fn execute(args: &RunArgs) -> Result<u8, CliError> {
             reason: e.to_string(),
         })?;
     }
-    let opened = target::open(&TargetSpec {
-        plugin: &args.plugin,
-        plugin_opts: &args.plugin_opts,
-        image: args.image.as_deref(),
-        image_size: args.image_size.bytes(),
-        direct_io: args.direct_io,
-    })?;
+    let opened = target::open(&TargetSpec::from_args(
+        &args.target,
+        args.image.as_deref(),
+        &args.device,
+    ))?;
     let plugin_name = opened.target.name.clone();
     let trace = args
         .trace

@@ -13,6 +13,7 @@ use crate::plugin::lookup::is_path_spec;
 use crate::plugin::{PluginOptions, PluginRuntime, parse_plugin_opt};
 use crate::services::{BlockDevice, ClusterLockService};
 use crate::workload::Target;
+use crate::workload::size::ByteSize;
 
 /// The prefix that selects a native implementation.
 pub const NATIVE_PREFIX: &str = "native:";
@@ -46,6 +47,37 @@ impl Drop for Opened {
     }
 }
 
+/// `--plugin` and `--plugin-opt`, shared by `run` and `mount`.
+#[derive(clap::Args, Debug)]
+pub struct PluginArgs {
+    /// The plugin serving file data: a bundled plugin's name (`ramfs`,
+    /// `blockfs`, `clusterfs`, ...; see `aopsfs plugins`), the path of a
+    /// .wasm component, or `native:ramfs` / `native:memstore` for the
+    /// host's native implementations (a baseline without WebAssembly).
+    #[arg(long, value_name = "NAME|PATH", default_value = "ramfs")]
+    pub plugin: String,
+
+    /// A `key=value` pair passed to the plugin's mount; repeat for more.
+    #[arg(long = "plugin-opt", value_name = "KEY=VALUE")]
+    pub plugin_opts: Vec<String>,
+}
+
+/// How a new image is made and how it is read, shared by `run` and
+/// `mount` (each documents `--image` itself).
+#[derive(clap::Args, Debug)]
+pub struct DeviceArgs {
+    /// The size of a new image: bytes or with a unit (`64M`, `1G`); a
+    /// multiple of 4096. An existing image keeps its size.
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub image_size: ByteSize,
+
+    /// Read and write the image with O_DIRECT, bypassing the host's page
+    /// cache: every block I/O reaches the disk, as on a real device
+    /// (slower, realistic costs). The image's file system must support it.
+    #[arg(long)]
+    pub direct_io: bool,
+}
+
 /// What to open.
 pub struct TargetSpec<'a> {
     pub plugin: &'a str,
@@ -54,6 +86,23 @@ pub struct TargetSpec<'a> {
     pub image_size: u64,
     /// Open the image with O_DIRECT (`--direct-io`).
     pub direct_io: bool,
+}
+
+impl<'a> TargetSpec<'a> {
+    /// The spec the shared flags describe, with the command's `--image`.
+    pub fn from_args(
+        plugin: &'a PluginArgs,
+        image: Option<&'a Path>,
+        device: &DeviceArgs,
+    ) -> TargetSpec<'a> {
+        TargetSpec {
+            plugin: &plugin.plugin,
+            plugin_opts: &plugin.plugin_opts,
+            image,
+            image_size: device.image_size.bytes(),
+            direct_io: device.direct_io,
+        }
+    }
 }
 
 /// Open the target `spec` names.
