@@ -315,6 +315,12 @@ fn a_component_of_the_wrong_world_is_one_line_naming_the_file() {
             "not a valid WebAssembly component",
         ],
     );
+    // A stray file is named as such, not with the parser's byte dump.
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, b"hello\n").unwrap();
+    let o = run(&["run", "--plugin", text.to_str().unwrap()]);
+    assert_bad_input(&o, &[text.to_str().unwrap(), "not a WebAssembly file"]);
+    assert!(!stderr(&o).contains("expected=["), "{}", stderr(&o));
 }
 
 #[test]

@@ -109,6 +109,13 @@ impl PluginRuntime {
             path: path.to_owned(),
             source,
         })?;
+        // Say plainly what a stray file is, before the parser's byte dump.
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PluginError::Compile {
+                path: path.to_owned(),
+                message: "not a WebAssembly file (it does not start with the \\0asm magic)".into(),
+            });
+        }
         let key = ArtifactCache::key(&bytes, &self.fingerprint);
         let (component, cache) = self.cache.load_or_compile(&self.engine, &key, || {
             Component::new(&self.engine, &bytes).map_err(|e| PluginError::Compile {
