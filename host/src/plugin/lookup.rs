@@ -30,7 +30,9 @@ pub fn plugin_search_dirs() -> Vec<PathBuf> {
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
         dirs.push(exe_dir.join("plugins"));
-        dirs.push(exe_dir.join("..").join("plugins"));
+        if let Some(parent) = exe_dir.parent() {
+            dirs.push(parent.join("plugins"));
+        }
     }
     dirs
 }
@@ -38,10 +40,9 @@ pub fn plugin_search_dirs() -> Vec<PathBuf> {
 /// `<repo>/target/plugins`, where `scripts/build-plugins` copies the
 /// bundled plugins.
 pub fn repo_plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("plugins")
+    // host/ is one level below the repository root.
+    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
+    host.parent().unwrap_or(host).join("target").join("plugins")
 }
 
 /// Resolve a `--plugin` argument to a component file.
