@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod progress;
 pub mod run;
 pub mod target;
+pub mod trace_file;
 
 use std::process::ExitCode;
 

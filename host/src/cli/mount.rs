@@ -8,13 +8,13 @@ use clap::Args;
 
 use crate::cli::error::CliError;
 use crate::cli::target::{self, DeviceArgs, PluginArgs, TargetSpec};
+use crate::cli::trace_file::TraceArgs;
 use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::engine::{Engine, EngineConfig};
 use crate::errno::Errno;
 use crate::fuse::{CacheMode, Capacity, MountOptions};
 use crate::mm::page::PAGE_SIZE;
 use crate::trace::Observer;
-use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
 use crate::vfs::checkpoint::{CheckpointError, Checkpointer, NS_INO_LIMIT, RESERVE};
 use crate::vfs::namei::{Cred, Namespace};
 
@@ -79,16 +79,8 @@ pub struct MountArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
 
-    /// Write a Chrome trace-event JSON file at unmount (open it in the
-    /// Perfetto UI): a span per aop call on each FUSE thread, page lock,
-    /// flag and retry events, page counters.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-
-    /// The most events the trace keeps; later ones are dropped and the
-    /// file says so.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_LIMIT)]
-    pub trace_limit: usize,
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     /// Where to mount: an existing directory.
     #[arg(value_name = "MOUNTPOINT")]
@@ -112,30 +104,14 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
             reason: format!("{} is not between 1 and {MAX_CACHE_MB}", args.cache_mb),
         });
     }
-    if args.trace_limit == 0 {
-        return Err(CliError::Flag {
-            flag: "--trace-limit",
-            reason: "must be at least 1".into(),
-        });
-    }
     // Fail on unwritable output paths now, not at unmount.
-    if let Some(path) = &args.trace {
-        std::fs::File::create(path).map_err(|e| CliError::Trace {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    }
+    let trace = args.trace.start()?;
     if let Some(path) = &args.stats {
         std::fs::File::create(path).map_err(|e| CliError::Flag {
             flag: "--stats",
             reason: format!("{}: {e}", path.display()),
         })?;
     }
-    let trace = args
-        .trace
-        .as_ref()
-        .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
-    let image_existed = args.image.as_ref().is_some_and(|p| p.exists());
     let opened = target::open(&TargetSpec::from_args(
         &args.target,
         args.image.as_deref(),
@@ -159,9 +135,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         (Some(image), Some(device)) => {
             let writes_before = device.stats().writes;
             let (ckpt, loaded) = Checkpointer::load(&engine).map_err(|e| {
-                if !image_existed {
-                    let _ = std::fs::remove_file(image);
-                }
+                opened.remove_new_image();
                 let reason = match &e {
                     CheckpointError::Io { source, .. } if source.errno() == Errno::Enospc => {
                         format!(
@@ -181,10 +155,7 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
             // keeps its data in memory (ramfs): the mount would claim a
             // persistence it does not have.
             if loaded.is_none() && device.stats().writes == writes_before {
-                drop(opened);
-                if !image_existed {
-                    let _ = std::fs::remove_file(image);
-                }
+                opened.remove_new_image();
                 return Err(CliError::Image {
                     path: image.clone(),
                     reason: format!(
@@ -233,22 +204,10 @@ pub fn execute(args: &MountArgs) -> Result<u8, CliError> {
         reason: e.to_string(),
     })?;
     report(&engine, &summary);
-    if let (Some(path), Some(trace)) = (&args.trace, &trace) {
-        let written = trace
-            .write_file(path, &format!("aopsfs mount {}", opened.target.name))
-            .map_err(|e| CliError::Trace {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if written.dropped > 0 {
-            eprintln!(
-                "aopsfs: warning: trace {} is truncated: {} events dropped after the --trace-limit of {}",
-                path.display(),
-                written.dropped,
-                args.trace_limit
-            );
-        }
-    }
+    args.trace.finish(
+        trace.as_deref(),
+        &format!("aopsfs mount {}", opened.target.name),
+    )?;
     if let Some(path) = &args.stats {
         let json = serde_json::json!({
             "ended_by": summary.ended_by,

@@ -9,10 +9,10 @@ use clap::Args;
 use crate::cli::error::CliError;
 use crate::cli::progress::TerminalProgress;
 use crate::cli::target::{self, DeviceArgs, PluginArgs, TargetSpec};
+use crate::cli::trace_file::TraceArgs;
 use crate::cli::{EXIT_MISMATCH, EXIT_OK};
 use crate::mm::page::PAGE_SIZE;
 use crate::trace::Observer;
-use crate::trace::chrome::{ChromeTrace, DEFAULT_EVENT_LIMIT};
 use crate::workload::spec::{BUNDLED, DEFAULT_WORKLOAD};
 use crate::workload::{self, RunOptions, Workload};
 
@@ -68,15 +68,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Write a Chrome trace-event JSON file (open it in the Perfetto UI):
-    /// a span per aop call per thread, page events, page counters.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-
-    /// The most events the trace keeps; later ones are dropped and the
-    /// file says so.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_LIMIT)]
-    pub trace_limit: usize,
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     /// Print the report as one JSON object on stdout instead of a table.
     #[arg(long)]
@@ -125,29 +118,13 @@ pub fn execute(args: &RunArgs) -> Result<u8, CliError> {
         ),
         None => None,
     };
-    if args.trace_limit == 0 {
-        return Err(CliError::Flag {
-            flag: "--trace-limit",
-            reason: "must be at least 1".into(),
-        });
-    }
-    // Fail on an unwritable trace path before running, not after.
-    if let Some(path) = &args.trace {
-        std::fs::File::create(path).map_err(|e| CliError::Trace {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    }
+    let trace = args.trace.start()?;
     let opened = target::open(&TargetSpec::from_args(
         &args.target,
         args.image.as_deref(),
         &args.device,
     ))?;
     let plugin_name = opened.target.name.clone();
-    let trace = args
-        .trace
-        .as_ref()
-        .map(|_| Arc::new(ChromeTrace::new(args.trace_limit)));
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(TerminalProgress::new()) as Arc<dyn workload::Progress>);
@@ -160,22 +137,8 @@ pub fn execute(args: &RunArgs) -> Result<u8, CliError> {
     let report = workload::run(&workload, opened.target.clone(), options);
     drop(opened);
 
-    if let (Some(path), Some(trace)) = (&args.trace, &trace) {
-        let summary = trace
-            .write_file(path, &format!("aopsfs run {plugin_name}"))
-            .map_err(|e| CliError::Trace {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if summary.dropped > 0 {
-            eprintln!(
-                "aopsfs: warning: trace {} is truncated: {} events dropped after the --trace-limit of {} (see otherData.note in the file)",
-                path.display(),
-                summary.dropped,
-                args.trace_limit
-            );
-        }
-    }
+    args.trace
+        .finish(trace.as_deref(), &format!("aopsfs run {plugin_name}"))?;
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -37,6 +37,18 @@ pub struct Opened {
     /// The block device handed to a WASM plugin (none for native ones).
     pub device: Option<Arc<BlockDevice>>,
     temp_image: Option<PathBuf>,
+    /// The `--image` file, if this open created it.
+    new_image: Option<PathBuf>,
+}
+
+impl Opened {
+    /// After a failure that ends the command: delete the `--image` file if
+    /// this open created it, so a refused mount leaves nothing behind.
+    pub fn remove_new_image(&self) {
+        if let Some(path) = &self.new_image {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Drop for Opened {
@@ -131,31 +143,30 @@ pub fn open(spec: &TargetSpec<'_>) -> Result<Opened, CliError> {
         };
         plugin_error(file, &e)
     })?;
-    let image_existed = spec.image.is_some_and(|p| p.exists());
-    let (device, temp_image) = open_image(spec)?;
-    options = options.with_block_device(Arc::clone(&device));
+    let image = open_image(spec)?;
+    options = options.with_block_device(Arc::clone(&image.device));
     let opened_file = path.display().to_string();
     let aops = PluginRuntime::shared()
         .and_then(|runtime| runtime.load_path(&path, options))
         .map_err(|e| {
-            // Leave no image behind that this failed open created.
-            let created = temp_image
-                .as_deref()
-                .or(spec.image.filter(|_| !image_existed));
-            if let Some(created) = created {
-                let _ = std::fs::remove_file(created);
-            }
+            image.remove_if_created();
             plugin_error(opened_file, &e)
         })?;
     let name = format!("wasm:{}", aops.plugin_name());
+    let (temp_image, new_image) = match (image.temp, image.created) {
+        (true, _) => (Some(image.path), None),
+        (false, true) => (None, Some(image.path)),
+        (false, false) => (None, None),
+    };
     Ok(Opened {
         target: Target {
             name,
             aops,
             cluster_locks,
         },
-        device: Some(device),
+        device: Some(image.device),
         temp_image,
+        new_image,
     })
 }
 
@@ -214,12 +225,32 @@ fn open_native(
         },
         device: None,
         temp_image: None,
+        new_image: None,
     })
+}
+
+/// An opened image file.
+struct ImageFile {
+    device: Arc<BlockDevice>,
+    path: PathBuf,
+    /// A temporary image, deleted after the run.
+    temp: bool,
+    /// This open created the file (always so for a temporary one).
+    created: bool,
+}
+
+impl ImageFile {
+    /// Leave no image behind that a failed open created.
+    fn remove_if_created(&self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// The block device: `--image` (created when missing), or a temporary
 /// sparse image deleted after the run.
-fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf>), CliError> {
+fn open_image(spec: &TargetSpec<'_>) -> Result<ImageFile, CliError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let (path, temp) = match spec.image {
         Some(path) => (path.to_owned(), false),
@@ -245,7 +276,12 @@ fn open_image(spec: &TargetSpec<'_>) -> Result<(Arc<BlockDevice>, Option<PathBuf
         Ok(device)
     });
     match device {
-        Ok(device) => Ok((device, temp.then_some(path))),
+        Ok(device) => Ok(ImageFile {
+            device,
+            path,
+            temp,
+            created: temp || !existed,
+        }),
         Err(e) => {
             if temp || !existed {
                 let _ = std::fs::remove_file(&path);
