@@ -5,8 +5,8 @@ use crate::errno::Errno;
 use crate::plugin::bindings::aopsfs::vfs::{block_device, cluster_lock, log, types};
 use crate::plugin::instance::{CallState, InstanceState, PluginServices};
 use crate::plugin::page_handle::{self, PageHandle, misuse};
+use crate::services::Verdict;
 use crate::services::{BLOCK_SIZE, BlockDevice, LockMode};
-use crate::services::{RateLimit, Verdict};
 use wasmtime::component::Resource;
 
 /// The longest log message kept; longer ones are cut.
@@ -263,8 +263,8 @@ impl log::Host for InstanceState {
                     target: "aopsfs::plugin",
                     plugin,
                     "{suppressed} log messages suppressed (more than {} in {:?})",
-                    RateLimit::DEFAULT_BURST,
-                    RateLimit::DEFAULT_INTERVAL
+                    self.services.log_limit.burst(),
+                    self.services.log_limit.interval()
                 ),
             }
         }

@@ -207,22 +207,15 @@ impl BlockDevice {
     /// image is refused instead of silently interleaving two block
     /// allocators.
     pub fn lock_exclusive(&self) -> Result<(), BlockDeviceError> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this device owns; no memory involved.
-        let rc = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Err(BlockDeviceError::InUse {
+        match self.file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(BlockDeviceError::InUse {
                 path: self.path.clone(),
-            })
-        } else {
-            Err(BlockDeviceError::Io {
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(BlockDeviceError::Io {
                 path: self.path.clone(),
-                source: error,
-            })
+                source,
+            }),
         }
     }
 

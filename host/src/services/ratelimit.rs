@@ -56,6 +56,16 @@ impl RateLimit {
         }
     }
 
+    /// Messages let through per interval.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The length of an interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Models ___ratelimit: may a message go out now?
     pub fn check(&self) -> Verdict {
         self.check_at(Instant::now())
