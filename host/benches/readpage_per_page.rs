@@ -29,6 +29,8 @@ use aopsfs::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
+mod common;
+
 /// The inode every setup reads.
 const INO: u64 = 7;
 /// Image size: 64 MiB.
@@ -132,16 +134,7 @@ impl Subject {
     /// Nanoseconds per page in readpages of `BATCH` pages: the best mean of
     /// several timed batches.
     fn ns_per_page_batched(&self) -> f64 {
-        let iters = 20_000 / BATCH;
-        let mut best = f64::INFINITY;
-        for _ in 0..7 {
-            let start = Instant::now();
-            for _ in 0..iters {
-                self.readpages();
-            }
-            best = best.min(start.elapsed().as_nanos() as f64 / (iters * BATCH) as f64);
-        }
-        best
+        common::best_mean_ns(20_000 / BATCH, BATCH, || self.readpages())
     }
 
     /// ", N device reads per readpage" for blockfs.
@@ -159,16 +152,7 @@ impl Subject {
 
     /// Nanoseconds per readpage: the best mean of several timed batches.
     fn ns_per_page(&self) -> f64 {
-        let iters = self.iters;
-        let mut best = f64::INFINITY;
-        for _ in 0..7 {
-            let start = Instant::now();
-            for _ in 0..iters {
-                self.readpage();
-            }
-            best = best.min(start.elapsed().as_nanos() as f64 / iters as f64);
-        }
-        best
+        common::best_mean_ns(self.iters, 1, || self.readpage())
     }
 }
 

@@ -11,12 +11,14 @@
 //! Needs the plugins: run `scripts/build-plugins` first.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aopsfs::fs::ramfs::Ramfs;
 use aopsfs::plugin::{PluginOptions, load_plugin};
 use aopsfs::{AddressSpaceOperations, Engine, EngineConfig, PAGE_SIZE};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
 
 /// The inode every write goes to.
 const INO: u64 = 3;
@@ -52,16 +54,7 @@ impl Subject {
     /// Nanoseconds per page written (truncate included): the best mean of
     /// several timed runs.
     fn ns_per_page(&self) -> f64 {
-        let iters = 20_000 / CHUNK;
-        let mut best = f64::INFINITY;
-        for _ in 0..7 {
-            let start = Instant::now();
-            for _ in 0..iters {
-                self.write_chunk();
-            }
-            best = best.min(start.elapsed().as_nanos() as f64 / (iters * CHUNK) as f64);
-        }
-        best
+        common::best_mean_ns(20_000 / CHUNK, CHUNK, || self.write_chunk())
     }
 }
 
